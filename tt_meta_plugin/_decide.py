@@ -1,0 +1,93 @@
+"""The decision: which backend serves this model, and why.
+
+Precedence, highest first:
+1. a matching `deny` rule refuses the model, whatever else says otherwise;
+2. `TT_META_BACKEND`, an explicit choice by the operator;
+3. the model directory's own `tt_meta_backend` key, only if the policy trusts model metadata;
+4. the first rule that matches;
+5. `default_backend`.
+Whatever is chosen must be in `allowed_backends`. Nothing matching means a refusal.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from ._errors import SelectionError
+from ._inputs import ENV_BACKEND, ENV_MODEL, Inputs
+from ._model_config import METADATA_BACKEND_KEY, ModelConfig, read_model_config
+from ._policy import Facts, Policy, Rule
+
+
+@dataclass(frozen=True)
+class Decision:
+    backend: str
+    reason: str
+    rule: Rule | None
+    facts: Facts
+    model_config: ModelConfig
+
+
+def gather_facts(inputs: Inputs, environ: Mapping[str, str]) -> tuple[Facts, ModelConfig]:
+    """Turn the inputs into what rules match on, reading the model's config from disk."""
+    model = inputs.model.value if inputs.model else None
+    config = read_model_config(model, environ) if model else ModelConfig()
+    model_path = os.path.abspath(os.path.expanduser(model)) if model and os.path.isdir(
+        os.path.expanduser(model)
+    ) else None
+    facts = Facts(
+        model=model,
+        model_path=model_path,
+        architectures=config.architectures,
+        model_type=config.model_type,
+        device=inputs.device.value if inputs.device else None,
+    )
+    return facts, config
+
+
+def decide(policy: Policy, inputs: Inputs, facts: Facts, config: ModelConfig) -> Decision:
+    rule = policy.first_match(facts)
+    if rule is not None and rule.deny:
+        raise SelectionError(
+            f"model {facts.model!r} is denied by {rule.describe()}",
+            where=policy.source,
+            fix="serve another model, or change that rule if this model should be served",
+        )
+    if inputs.backend is not None:
+        chosen, reason, used_rule = inputs.backend.value, inputs.backend.source, None
+    elif policy.trust_model_metadata and config.metadata_backend:
+        chosen = config.metadata_backend
+        reason = f"model metadata ({config.path}, key '{METADATA_BACKEND_KEY}')"
+        used_rule = None
+    elif rule is not None and rule.backend is not None:
+        chosen, reason, used_rule = rule.backend, rule.describe(), rule
+    elif policy.default_backend is not None:
+        chosen, reason, used_rule = policy.default_backend, "default_backend", None
+    elif facts.model is None:
+        raise SelectionError(
+            "no model found to choose a backend for, and the policy sets no default_backend",
+            where=policy.source,
+            fix=(
+                f"pass the model on the vLLM command line (vllm serve MODEL or --model MODEL), "
+                f"or set {ENV_MODEL}=MODEL, or {ENV_BACKEND}=metal|forge"
+            ),
+        )
+    else:
+        raise SelectionError(
+            f"model {facts.model!r} matches no rule and no default_backend is set",
+            where=policy.source,
+            fix=(
+                f"add a [[rule]] for this model (see docs/policy.md), set default_backend, "
+                f"or set {ENV_BACKEND}=metal|forge"
+            ),
+        )
+    if chosen not in policy.allowed_backends:
+        raise SelectionError(
+            f"backend '{chosen}', chosen by {reason}, is not in allowed_backends "
+            f"{list(policy.allowed_backends)}",
+            where=policy.source,
+            fix=f"add '{chosen}' to allowed_backends if this host may run it, or choose another",
+        )
+    return Decision(chosen, reason, used_rule, facts, config)

@@ -1,0 +1,111 @@
+"""Reading a model's `config.json` from local disk only: a directory, or the Hugging Face cache.
+
+Never the network: this runs in every vLLM process before anything is loaded, and a decision
+must not depend on what a hub answers. A model whose config is not on disk simply has no
+architecture or model type, and rules that need them do not match it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from ._errors import ConfigError, where
+
+# Key a model directory may use to name its backend; honoured only when the policy says
+# `trust_model_metadata = true`.
+METADATA_BACKEND_KEY = "tt_meta_backend"
+
+_MAX_CONFIG_BYTES = 4 << 20
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """What a model's config.json says about it; all empty when no config was found."""
+
+    path: Path | None = None
+    architectures: tuple[str, ...] = ()
+    model_type: str | None = None
+    metadata_backend: str | None = None
+
+
+def hub_cache_dir(environ: Mapping[str, str]) -> Path:
+    """The Hugging Face hub cache, found the way huggingface_hub finds it."""
+    if environ.get("HF_HUB_CACHE"):
+        return Path(environ["HF_HUB_CACHE"])
+    if environ.get("HF_HOME"):
+        return Path(environ["HF_HOME"]) / "hub"
+    xdg = environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(xdg) / "huggingface" / "hub"
+
+
+def find_config(model: str, environ: Mapping[str, str]) -> Path | None:
+    """The config.json for `model`: in the directory it names, else in the local hub cache."""
+    local = Path(model).expanduser()
+    if local.is_dir():
+        candidate = local / "config.json"
+        return candidate if candidate.is_file() else None
+    if model.count("/") > 1 or model.startswith((".", "/", "~")):
+        return None  # a path that does not exist, not a hub id
+    repo = hub_cache_dir(environ) / ("models--" + model.replace("/", "--"))
+    snapshots = repo / "snapshots"
+    try:
+        revision = (repo / "refs" / "main").read_text(encoding="ascii").strip()
+    except (OSError, UnicodeDecodeError):
+        revision = ""
+    if revision:
+        candidate = snapshots / revision / "config.json"
+        if candidate.is_file():
+            return candidate
+    try:
+        found = [s / "config.json" for s in snapshots.iterdir() if (s / "config.json").is_file()]
+    except OSError:
+        return None
+    # Without refs/main, the most recently written snapshot is the one a download left last.
+    return max(found, key=lambda p: p.stat().st_mtime_ns) if found else None
+
+
+def read_model_config(model: str, environ: Mapping[str, str]) -> ModelConfig:
+    """Read `architectures`, `model_type` and the metadata backend key of `model`."""
+    path = find_config(model, environ)
+    if path is None:
+        return ModelConfig()
+    fix = "repair the file or download the model again"
+    try:
+        with open(path, "rb") as handle:
+            raw = handle.read(_MAX_CONFIG_BYTES + 1)
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot read the model's config: {exc.strerror}", where=where(path), fix=fix
+        ) from None
+    if len(raw) > _MAX_CONFIG_BYTES:
+        raise ConfigError("the model's config.json is larger than 4 MiB", where=where(path), fix=fix)
+    try:
+        data = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ConfigError(
+            f"the model's config.json is not valid JSON: {exc}", where=where(path), fix=fix
+        ) from None
+    if not isinstance(data, dict):
+        raise ConfigError("the model's config.json is not a JSON object", where=where(path), fix=fix)
+    architectures = data.get("architectures") or []
+    if not isinstance(architectures, list) or not all(isinstance(a, str) for a in architectures):
+        raise ConfigError(
+            "'architectures' must be a list of strings",
+            where=where(path, "architectures"),
+            fix=fix,
+        )
+    model_type = data.get("model_type")
+    if model_type is not None and not isinstance(model_type, str):
+        raise ConfigError("'model_type' must be a string", where=where(path, "model_type"), fix=fix)
+    backend = data.get(METADATA_BACKEND_KEY)
+    if backend is not None and not isinstance(backend, str):
+        raise ConfigError(
+            f"'{METADATA_BACKEND_KEY}' must be a backend name",
+            where=where(path, METADATA_BACKEND_KEY),
+            fix="write a backend name such as \"metal\" or \"forge\", or remove the key",
+        )
+    return ModelConfig(path, tuple(architectures), model_type, backend)

@@ -1,0 +1,265 @@
+"""The policy file: which backends are allowed and which rules send a model to which backend.
+
+A policy is TOML. It is found at `TT_META_POLICY`, else `/etc/tt-meta/policy.toml`, else the
+built-in `default_policy.toml` shipped in this package. Parsing is strict: an unknown key or a
+wrong type is an error that names the file, the key and the fix, because a typo in a security
+policy must never silently mean "no restriction".
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from fnmatch import fnmatchcase
+from pathlib import Path
+from typing import Any, Literal
+
+from ._errors import ConfigError, where
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised on Python 3.10 only
+    import tomli as tomllib
+
+ENV_POLICY = "TT_META_POLICY"
+SYSTEM_POLICY = Path("/etc/tt-meta/policy.toml")
+DEFAULT_POLICY = Path(__file__).with_name("default_policy.toml")
+POLICY_VERSION = 1
+_MAX_POLICY_BYTES = 1 << 20
+
+MATCH_KEYS = ("model", "architecture", "model_type", "device")
+
+
+@dataclass(frozen=True)
+class Facts:
+    """What a rule can match on. Empty values never match a rule that names them."""
+
+    model: str | None = None
+    model_path: str | None = None
+    architectures: tuple[str, ...] = ()
+    model_type: str | None = None
+    device: str | None = None
+
+
+@dataclass(frozen=True)
+class Rule:
+    """One `[[rule]]` table: every key it names must match; a key with a list matches any."""
+
+    number: int
+    backend: str | None
+    deny: bool = False
+    name: str | None = None
+    model: tuple[str, ...] = ()
+    architecture: tuple[str, ...] = ()
+    model_type: tuple[str, ...] = ()
+    device: tuple[str, ...] = ()
+
+    def matches(self, facts: Facts) -> bool:
+        if self.model:
+            names = [n for n in (facts.model, facts.model_path) if n]
+            if not any(fnmatchcase(n, g) for n in names for g in self.model):
+                return False
+        if self.architecture and not set(self.architecture) & set(facts.architectures):
+            return False
+        if self.model_type and facts.model_type not in self.model_type:
+            return False
+        return not (self.device and facts.device not in self.device)
+
+    def describe(self) -> str:
+        conditions = [
+            f"{key} = {list(values) if len(values) > 1 else repr(values[0])}"
+            for key in MATCH_KEYS
+            if (values := getattr(self, key))
+        ]
+        label = f"rule {self.number}" + (f" ({self.name})" if self.name else "")
+        return f"{label}: {', '.join(conditions)}"
+
+
+@dataclass(frozen=True)
+class Policy:
+    source: str
+    version: int
+    allowed_backends: tuple[str, ...]
+    default_backend: str | None = None
+    rules: tuple[Rule, ...] = ()
+    trust_model_metadata: bool = False
+    vllm_version_mismatch: Literal["refuse", "warn"] = "refuse"
+    extra_general_plugins: tuple[str, ...] = field(default=())
+
+    def first_match(self, facts: Facts) -> Rule | None:
+        return next((rule for rule in self.rules if rule.matches(facts)), None)
+
+
+def policy_path(environ: Mapping[str, str]) -> Path:
+    """Where the policy comes from: `TT_META_POLICY`, the system file, or the built-in one."""
+    explicit = environ.get(ENV_POLICY, "").strip()
+    if explicit:
+        return Path(explicit)
+    return SYSTEM_POLICY if SYSTEM_POLICY.exists() else DEFAULT_POLICY
+
+
+def load_policy(environ: Mapping[str, str]) -> Policy:
+    path = policy_path(environ)
+    try:
+        with open(path, "rb") as handle:
+            raw = handle.read(_MAX_POLICY_BYTES + 1)
+    except OSError as exc:
+        named = f" (named by {ENV_POLICY})" if environ.get(ENV_POLICY, "").strip() else ""
+        raise ConfigError(
+            f"cannot read the policy file{named}: {exc.strerror}",
+            where=where(path),
+            fix=f"create the file, or point {ENV_POLICY} at a readable policy file",
+        ) from None
+    return parse_policy(raw, str(path))
+
+
+def parse_policy(raw: bytes, source: str) -> Policy:
+    """Parse and validate policy bytes; every problem is a ConfigError naming `source`."""
+    if len(raw) > _MAX_POLICY_BYTES:
+        raise ConfigError("the policy file is larger than 1 MiB", where=source, fix="shorten it")
+    try:
+        data = tomllib.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise ConfigError("the policy file is not UTF-8", where=source, fix="save it as UTF-8") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(
+            f"the policy file is not valid TOML: {exc}", where=source, fix="correct the TOML syntax"
+        ) from None
+    table = _Table(data, source, "")
+    version = table.integer("version", required=True)
+    if version != POLICY_VERSION:
+        raise ConfigError(
+            f"unsupported policy version {version}",
+            where=where(source, "version"),
+            fix=f"set version = {POLICY_VERSION}",
+        )
+    allowed = table.strings("allowed_backends", required=True)
+    if not allowed:
+        raise ConfigError(
+            "allowed_backends is empty, so every model would be refused",
+            where=where(source, "allowed_backends"),
+            fix='list the backends this host may run, e.g. allowed_backends = ["metal", "forge"]',
+        )
+    default = table.string("default_backend")
+    mismatch = table.string("vllm_version_mismatch") or "refuse"
+    if mismatch not in ("refuse", "warn"):
+        raise ConfigError(
+            f"vllm_version_mismatch must be \"refuse\" or \"warn\", not {mismatch!r}",
+            where=where(source, "vllm_version_mismatch"),
+            fix='set vllm_version_mismatch = "refuse" (or "warn")',
+        )
+    policy = Policy(
+        source=source,
+        version=version,
+        allowed_backends=allowed,
+        default_backend=default,
+        rules=tuple(
+            _parse_rule(rule_table, number)
+            for number, rule_table in enumerate(table.tables("rule"), start=1)
+        ),
+        trust_model_metadata=table.boolean("trust_model_metadata"),
+        vllm_version_mismatch="warn" if mismatch == "warn" else "refuse",
+        extra_general_plugins=table.strings("extra_general_plugins"),
+    )
+    table.reject_unknown()
+    return policy
+
+
+def _parse_rule(table: _Table, number: int) -> Rule:
+    backend = table.string("backend")
+    deny = table.boolean("deny")
+    if deny == (backend is not None):
+        raise ConfigError(
+            f"rule {number} must give exactly one of 'backend' and 'deny = true'",
+            where=where(table.source, f"rule[{number}]"),
+            fix='add backend = "metal" (or "forge"), or deny = true, to the rule',
+        )
+    rule = Rule(
+        number=number,
+        backend=backend,
+        deny=deny,
+        name=table.string("name"),
+        **{key: table.strings(key) for key in MATCH_KEYS},
+    )
+    if not any(getattr(rule, key) for key in MATCH_KEYS):
+        raise ConfigError(
+            f"rule {number} matches nothing: it names none of {', '.join(MATCH_KEYS)}",
+            where=where(table.source, f"rule[{number}]"),
+            fix="add a condition such as model = \"org/name-*\", or use default_backend instead",
+        )
+    table.reject_unknown()
+    return rule
+
+
+class _Table:
+    """Typed, strict access to one TOML table; remembers which keys were read."""
+
+    def __init__(self, data: Mapping[str, Any], source: str, prefix: str) -> None:
+        self.data, self.source, self.prefix, self.seen = data, source, prefix, set[str]()
+
+    def _get(self, key: str, required: bool) -> Any:
+        self.seen.add(key)
+        if key not in self.data and required:
+            raise ConfigError(
+                f"required key '{key}' is missing",
+                where=where(self.source, self.prefix + key),
+                fix=f"add '{key}' to the policy (see docs/policy.md)",
+            )
+        return self.data.get(key)
+
+    def _wrong(self, key: str, expected: str, value: Any) -> ConfigError:
+        return ConfigError(
+            f"'{self.prefix}{key}' must be {expected}, not {type(value).__name__} {value!r}",
+            where=where(self.source, self.prefix + key),
+            fix=f"write '{key}' as {expected}",
+        )
+
+    def integer(self, key: str, required: bool = False) -> int:
+        value = self._get(key, required)
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise self._wrong(key, "an integer", value)
+        return value
+
+    def string(self, key: str) -> str | None:
+        value = self._get(key, False)
+        if value is not None and (not isinstance(value, str) or not value):
+            raise self._wrong(key, "a non-empty string", value)
+        return value
+
+    def boolean(self, key: str) -> bool:
+        value = self._get(key, False)
+        if value is None:
+            return False
+        if not isinstance(value, bool):
+            raise self._wrong(key, "true or false", value)
+        return value
+
+    def strings(self, key: str, required: bool = False) -> tuple[str, ...]:
+        value = self._get(key, required)
+        if value is None:
+            return ()
+        if isinstance(value, str) and value:
+            return (value,)
+        if isinstance(value, list) and all(isinstance(v, str) and v for v in value):
+            return tuple(value)
+        raise self._wrong(key, "a string or a list of non-empty strings", value)
+
+    def tables(self, key: str) -> list[_Table]:
+        value = self._get(key, False)
+        if value is None:
+            return []
+        if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):
+            raise self._wrong(key, f"an array of tables ([[{key}]])", value)
+        return [
+            _Table(v, self.source, f"{self.prefix}{key}[{i}].") for i, v in enumerate(value, 1)
+        ]
+
+    def reject_unknown(self, known: Sequence[str] = ()) -> None:
+        unknown = sorted(set(self.data) - self.seen - set(known))
+        if unknown:
+            raise ConfigError(
+                f"unknown key '{self.prefix}{unknown[0]}'",
+                where=where(self.source, self.prefix + unknown[0]),
+                fix=f"remove it or correct its spelling; known keys here: {', '.join(sorted(self.seen))}",
+            )
