@@ -119,6 +119,10 @@ class Catalog:
     def names(self) -> tuple[str, ...]:
         return tuple(self._backends)
 
+    def distribution_names(self) -> tuple[str, ...]:
+        """Every distribution any known backend is provided by."""
+        return tuple(d for b in self._backends.values() for d in b.distributions)
+
     def get(self, name: str, policy_source: str) -> Backend:
         """The backend called `name`, loading a third-party plugin for it if one is installed."""
         if name not in self._backends:

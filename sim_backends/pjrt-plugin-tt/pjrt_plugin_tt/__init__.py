@@ -1,0 +1,1 @@
+"""Simulated Forge runtime (the real one holds the PJRT plugin and tt-metal)."""

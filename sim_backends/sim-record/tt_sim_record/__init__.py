@@ -1,0 +1,14 @@
+"""Append one JSON line per event to $TT_SIM_RECORD_DIR/<pid>.jsonl (nothing when unset)."""
+
+import json
+import os
+import sys
+
+
+def record(dist: str, event: str, **extra: object) -> None:
+    folder = os.environ.get("TT_SIM_RECORD_DIR")
+    if not folder:
+        return
+    line = {"pid": os.getpid(), "dist": dist, "event": event, "argv0": sys.argv[0], **extra}
+    with open(os.path.join(folder, f"{os.getpid()}.jsonl"), "a", encoding="utf-8") as handle:
+        handle.write(json.dumps(line) + "\n")

@@ -1,0 +1,11 @@
+"""Simulated Metal platform: vLLM's CPU platform under the Metal plugin's class path."""
+
+from tt_sim_record import record
+from vllm.platforms.cpu import CpuPlatform
+
+
+class TTPlatform(CpuPlatform):
+    device_control_env_var = "TT_VISIBLE_DEVICES"
+
+
+record("tt-vllm-plugin", "platform_class")

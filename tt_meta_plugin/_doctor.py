@@ -1,0 +1,112 @@
+"""`tt-meta doctor`: is this environment set up so that `VLLM_PLUGINS=tt_meta` can work?"""
+
+from __future__ import annotations
+
+import glob
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from ._catalog import Catalog
+from ._delegate import check_vllm_plugins, installed_vllm_version, locate, vllm_mismatch
+from ._errors import TTMetaError
+from ._handoff import ENV_DECISION
+from ._metadata import PLATFORM_GROUP, entry_points
+from ._policy import load_policy
+
+OK, WARN, FAIL = "ok", "warn", "FAIL"
+DEVICE_GLOB = "/dev/tenstorrent/*"
+
+
+@dataclass(frozen=True)
+class Check:
+    status: str
+    topic: str
+    message: str
+    fix: str | None = None
+
+
+def run_checks(environ: Mapping[str, str]) -> list[Check]:
+    checks: list[Check] = []
+    catalog = Catalog()
+
+    def from_error(topic: str, error: TTMetaError, status: str = FAIL) -> Check:
+        text = error.summary + (f" ({error.where})" if error.where else "")
+        return Check(status, topic, text, error.fix)
+
+    try:
+        check_vllm_plugins(environ, catalog)
+        value = environ.get("VLLM_PLUGINS")
+        if value is None:
+            checks.append(Check(WARN, "VLLM_PLUGINS", "not set; no backend is installed yet",
+                                "set VLLM_PLUGINS=tt_meta"))
+        else:
+            checks.append(Check(OK, "VLLM_PLUGINS", f"VLLM_PLUGINS={value}"))
+    except TTMetaError as error:
+        checks.append(from_error("VLLM_PLUGINS", error))
+    if environ.get("VLLM_TARGET_DEVICE") == "cpu":
+        checks.append(Check(FAIL, "VLLM_TARGET_DEVICE",
+                            "VLLM_TARGET_DEVICE=cpu makes vLLM skip every platform plugin",
+                            "unset VLLM_TARGET_DEVICE (Tenstorrent images set it to 'tt')"))
+    if environ.get(ENV_DECISION):
+        checks.append(Check(WARN, ENV_DECISION,
+                            "set in this shell: every vLLM started here reuses that decision",
+                            f"unset {ENV_DECISION}"))
+
+    vllm_version = installed_vllm_version()
+    checks.append(Check(OK if vllm_version else WARN, "vLLM",
+                        f"vLLM {vllm_version} installed" if vllm_version else "vLLM not installed",
+                        None if vllm_version else "install the vLLM build for your backend"))
+
+    for name in catalog.names():
+        backend = catalog.get(name, "built-in catalog")
+        dists = catalog.installed(backend)
+        topic = f"backend {name}"
+        if not dists:
+            checks.append(Check(WARN, topic, f"not installed (distribution "
+                                f"{' or '.join(backend.distributions)})"))
+            continue
+        try:
+            target = locate(catalog, backend)
+        except TTMetaError as error:
+            checks.append(from_error(topic, error))
+            continue
+        checks.append(Check(OK, topic, f"{target.label}, platform entry point "
+                            f"{target.platform_ep.name} = {target.platform_ep.value}"))
+        reason = catalog.unusable_reason(backend, target.dist)
+        if reason:
+            checks.append(Check(WARN, topic, f"{target.label} cannot run here: {reason}",
+                                "install the Tenstorrent runtime in this environment"))
+        mismatch = vllm_mismatch(catalog, target)
+        if mismatch:
+            checks.append(Check(WARN, topic, mismatch, "install the vLLM the backend needs"))
+
+    known = {d.lower() for d in catalog.distribution_names()} | {"tt-meta-plugin"}
+    for ep in entry_points(group=PLATFORM_GROUP):
+        owner = ep.dist.name if ep.dist else "?"
+        if owner.lower().replace("_", "-") not in known:
+            checks.append(Check(WARN, "platform plugins",
+                                f"'{ep.name}' of {owner} is another platform plugin",
+                                "leave it out of VLLM_PLUGINS"))
+
+    try:
+        policy = load_policy(environ)
+        checks.append(Check(OK, "policy", f"{policy.source}: {len(policy.rules)} rules, "
+                            f"allowed_backends {list(policy.allowed_backends)}"))
+    except TTMetaError as error:
+        checks.append(from_error("policy", error))
+
+    devices = sorted(glob.glob(DEVICE_GLOB))
+    checks.append(Check(OK if devices else WARN, "devices",
+                        f"{len(devices)} Tenstorrent device(s): {', '.join(devices)}" if devices
+                        else f"no Tenstorrent device found ({DEVICE_GLOB})",
+                        None if devices else "install the tt-kmd driver and check the cards"))
+    return checks
+
+
+def render(checks: list[Check]) -> str:
+    lines = []
+    for check in checks:
+        lines.append(f"[{check.status:>4}] {check.topic}: {check.message}")
+        if check.fix and check.status != OK:
+            lines.append(f"       fix: {check.fix}")
+    return "\n".join(lines)

@@ -1,0 +1,111 @@
+"""`tt-meta explain`: the decision a vLLM process would make here, and every reason for it."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import MutableMapping, Sequence
+from typing import Any
+
+from ._catalog import Catalog
+from ._delegate import call_platform
+from ._dispatch import plan
+from ._errors import TTMetaError
+from ._handoff import ENV_DECISION
+
+
+def explain(environ: MutableMapping[str, str], argv: Sequence[str]) -> tuple[int, dict[str, Any]]:
+    """Return (exit code, report). Exit 0 when a vLLM process would delegate, 1 otherwise."""
+    env = dict(environ)
+    env.pop(ENV_DECISION, None)  # explain makes a fresh decision, as a first process would
+    report: dict[str, Any] = {"delegate": False}
+    catalog = Catalog()
+    try:
+        chosen = plan(env, argv, catalog)
+    except TTMetaError as error:
+        report["refusal"] = _error(error)
+        return 1, report
+    inputs, decision, target = chosen.inputs, chosen.decision, chosen.target
+    report.update(
+        policy=chosen.policy.source,
+        inputs={
+            "model": _input(inputs.model),
+            "backend": _input(inputs.backend),
+            "device": _input(inputs.device),
+            "shadowed": [_input(i) for i in inputs.shadowed],
+        },
+        model_config={
+            "path": str(decision.model_config.path) if decision.model_config.path else None,
+            "architectures": list(decision.model_config.architectures),
+            "model_type": decision.model_config.model_type,
+        },
+        backend=decision.backend,
+        reason=decision.reason,
+        rule=decision.rule.number if decision.rule else None,
+        distribution=target.dist.name,
+        version=str(target.dist.version),
+        platform_entry_point=f"{target.platform_ep.name} = {target.platform_ep.value}",
+        general_entry_points=[f"{ep.name} = {ep.value}" for ep in target.general_eps],
+        vllm_warning=chosen.vllm_warning,
+    )
+    try:
+        report["platform"] = call_platform(catalog, target)
+    except TTMetaError as error:
+        report["refusal"] = _error(error)
+        return 1, report
+    report["delegate"] = True
+    return 0, report
+
+
+def _input(value: Any) -> dict[str, str] | None:
+    return {"value": value.value, "source": value.source} if value is not None else None
+
+
+def _error(error: TTMetaError) -> dict[str, str | None]:
+    return {
+        "kind": type(error).__name__,
+        "summary": error.summary,
+        "where": error.where,
+        "fix": error.fix,
+    }
+
+
+def render(report: dict[str, Any], as_json: bool) -> str:
+    if as_json:
+        return json.dumps(report, indent=2, sort_keys=True)
+    lines: list[str] = []
+    if "policy" in report:
+        inputs = report["inputs"]
+        lines.append(f"policy:        {report['policy']}")
+        for key in ("model", "device", "backend"):
+            item = inputs[key]
+            text = f"{item['value']!r} (from {item['source']})" if item else "(not set)"
+            lines.append(f"{key + ':':<14} {text}")
+        for item in inputs["shadowed"]:
+            lines.append(f"  also found {item['value']!r} in {item['source']} (lower precedence)")
+        config = report["model_config"]
+        if config["path"]:
+            lines.append(f"model config:  {config['path']}")
+            lines.append(f"  architectures {config['architectures']}, model_type "
+                         f"{config['model_type']!r}")
+        else:
+            lines.append("model config:  not found on local disk (rules on architecture and "
+                         "model_type cannot match)")
+        lines.append(f"decision:      backend '{report['backend']}' by {report['reason']}")
+        lines.append(f"distribution:  {report['distribution']} {report['version']}")
+        lines.append(f"entry point:   {report['platform_entry_point']}")
+        if report["general_entry_points"]:
+            lines.append(f"general:       {', '.join(report['general_entry_points'])}")
+        if report["vllm_warning"]:
+            lines.append(f"warning:       {report['vllm_warning']}")
+        if "platform" in report:
+            lines.append(f"platform:      {report['platform']}")
+    if "refusal" in report:
+        refusal = report["refusal"]
+        lines.append(f"REFUSED: {refusal['summary']}")
+        if refusal["where"]:
+            lines.append(f"  where: {refusal['where']}")
+        if refusal["fix"]:
+            lines.append(f"  fix: {refusal['fix']}")
+    else:
+        lines.append("verdict:       would delegate")
+    return "\n".join(lines)

@@ -1,0 +1,86 @@
+"""The two functions vLLM calls: `tt_meta` in `vllm.platform_plugins` and in `vllm.general_plugins`.
+
+vLLM calls the platform function at least twice per process, and swallows its exceptions at
+DEBUG level, treating a failing plugin as "not available" and going on with another platform.
+So the work is done once per process and remembered, and a refusal is logged at ERROR and then
+raised as `FailClosed`, a `SystemExit`: vLLM's `except Exception` cannot turn it into a silent
+fallback to the CPU or any other platform, and the process exits non-zero.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from typing import NoReturn
+
+from ._dispatch import Activation, activate
+from ._errors import TTMetaError
+
+logger = logging.getLogger("vllm.tt_meta")
+
+
+class FailClosed(SystemExit):
+    """Raised after a refusal was logged: stops the process, past vLLM's exception handlers."""
+
+    def __init__(self, error: TTMetaError) -> None:
+        super().__init__(1)
+        self.error = error
+
+
+_activation: Activation | None = None
+_failure: TTMetaError | None = None
+_general_done = False
+
+
+def _fail(error: TTMetaError) -> NoReturn:
+    logger.error("tt_meta refused to start this vLLM process (pid %d):\n%s", os.getpid(),
+                 error.render())
+    raise FailClosed(error)
+
+
+def current() -> Activation:
+    """This process's activation, made on first use; a refusal repeats on every call."""
+    global _activation, _failure
+    if _activation is not None:
+        return _activation
+    if _failure is not None:
+        raise FailClosed(_failure)
+    try:
+        _activation = activate(os.environ, sys.argv)
+    except TTMetaError as error:
+        _failure = error
+        _fail(error)
+    handoff = _activation.handoff
+    logger.info(
+        "tt_meta: backend %s (%s %s) chosen by %s; platform %s; %s in %.1f ms",
+        handoff.backend, handoff.distribution, handoff.version, handoff.reason,
+        _activation.platform, "inherited" if _activation.inherited else "decided",
+        _activation.seconds * 1000,
+    )
+    return _activation
+
+
+def platform_plugin() -> str:
+    """vLLM platform plugin: the chosen backend's platform class path."""
+    return current().platform
+
+
+def general_plugin() -> None:
+    """vLLM general plugin: run the chosen backend's general plugins, once per process."""
+    global _general_done
+    if _general_done:
+        return
+    _general_done = True
+    activation = current()
+    from ._delegate import run_general_plugins
+
+    try:
+        ran = run_general_plugins(
+            activation.target,
+            activation.policy.extra_general_plugins,
+            activation.catalog.distribution_names(),
+        )
+    except TTMetaError as error:
+        _fail(error)
+    logger.debug("tt_meta: ran general plugins %s", ", ".join(ran) or "(none)")
