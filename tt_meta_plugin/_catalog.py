@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import pluggy
 
-from ._errors import ConfigError, where
+from ._errors import ConfigError
 from ._metadata import Distribution, EntryPoint, entry_points, find_distribution, normalize
 
 PROJECT = "tt_meta"

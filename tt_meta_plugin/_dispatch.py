@@ -20,9 +20,8 @@ from ._decide import Decision, decide, gather_facts
 from ._delegate import Target, call_platform, check_vllm_plugins, locate, vllm_mismatch
 from ._errors import DelegationError, HandoffError, SelectionError
 from ._inputs import Inputs, read_inputs
+from ._log import log
 from ._policy import Policy, load_policy
-
-logger = logging.getLogger("vllm.tt_meta")
 
 
 @dataclass(frozen=True)
@@ -81,8 +80,8 @@ def activate(
     check_vllm_plugins(environ, catalog)
     chosen = plan(environ, argv, catalog)
     if chosen.vllm_warning:
-        logger.warning("tt_meta: %s (policy allows it: vllm_version_mismatch = warn)",
-                       chosen.vllm_warning)
+        log(logging.WARNING, "tt_meta: %s (the policy allows it: vllm_version_mismatch = warn)",
+            chosen.vllm_warning)
     platform = call_platform(catalog, chosen.target)
     decision = chosen.decision
     handoff = _handoff.Handoff(

@@ -47,6 +47,6 @@ def normalize(name: str) -> str:
 
 def find_distribution(name: str) -> Distribution | None:
     try:
-        return distribution(name)
+        return distribution(name)  # type: ignore[return-value]
     except PackageNotFoundError:
         return None

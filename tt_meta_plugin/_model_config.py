@@ -82,7 +82,7 @@ def read_model_config(model: str, environ: Mapping[str, str]) -> ModelConfig:
             f"cannot read the model's config: {exc.strerror}", where=where(path), fix=fix
         ) from None
     if len(raw) > _MAX_CONFIG_BYTES:
-        raise ConfigError("the model's config.json is larger than 4 MiB", where=where(path), fix=fix)
+        raise ConfigError("config.json is larger than 4 MiB", where=where(path), fix=fix)
     try:
         data = json.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
@@ -90,7 +90,7 @@ def read_model_config(model: str, environ: Mapping[str, str]) -> ModelConfig:
             f"the model's config.json is not valid JSON: {exc}", where=where(path), fix=fix
         ) from None
     if not isinstance(data, dict):
-        raise ConfigError("the model's config.json is not a JSON object", where=where(path), fix=fix)
+        raise ConfigError("config.json is not a JSON object", where=where(path), fix=fix)
     architectures = data.get("architectures") or []
     if not isinstance(architectures, list) or not all(isinstance(a, str) for a in architectures):
         raise ConfigError(

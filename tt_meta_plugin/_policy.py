@@ -121,7 +121,7 @@ def parse_policy(raw: bytes, source: str) -> Policy:
     try:
         data = tomllib.loads(raw.decode("utf-8"))
     except UnicodeDecodeError:
-        raise ConfigError("the policy file is not UTF-8", where=source, fix="save it as UTF-8") from None
+        raise ConfigError("the policy is not UTF-8", where=source, fix="save it as UTF-8") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(
             f"the policy file is not valid TOML: {exc}", where=source, fix="correct the TOML syntax"
@@ -258,8 +258,9 @@ class _Table:
     def reject_unknown(self, known: Sequence[str] = ()) -> None:
         unknown = sorted(set(self.data) - self.seen - set(known))
         if unknown:
+            expected = ", ".join(sorted(self.seen))
             raise ConfigError(
                 f"unknown key '{self.prefix}{unknown[0]}'",
                 where=where(self.source, self.prefix + unknown[0]),
-                fix=f"remove it or correct its spelling; known keys here: {', '.join(sorted(self.seen))}",
+                fix=f"remove it or correct its spelling (known keys here: {expected})",
             )

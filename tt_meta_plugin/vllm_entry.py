@@ -16,8 +16,7 @@ from typing import NoReturn
 
 from ._dispatch import Activation, activate
 from ._errors import TTMetaError
-
-logger = logging.getLogger("vllm.tt_meta")
+from ._log import log
 
 
 class FailClosed(SystemExit):
@@ -34,8 +33,8 @@ _general_done = False
 
 
 def _fail(error: TTMetaError) -> NoReturn:
-    logger.error("tt_meta refused to start this vLLM process (pid %d):\n%s", os.getpid(),
-                 error.render())
+    log(logging.ERROR, "tt_meta refused to start this vLLM process (pid %d):\n%s",
+        os.getpid(), error.render())
     raise FailClosed(error)
 
 
@@ -52,7 +51,8 @@ def current() -> Activation:
         _failure = error
         _fail(error)
     handoff = _activation.handoff
-    logger.info(
+    log(
+        logging.INFO,
         "tt_meta: backend %s (%s %s) chosen by %s; platform %s; %s in %.1f ms",
         handoff.backend, handoff.distribution, handoff.version, handoff.reason,
         _activation.platform, "inherited" if _activation.inherited else "decided",
@@ -83,4 +83,4 @@ def general_plugin() -> None:
         )
     except TTMetaError as error:
         _fail(error)
-    logger.debug("tt_meta: ran general plugins %s", ", ".join(ran) or "(none)")
+    log(logging.DEBUG, "tt_meta: ran general plugins %s", ", ".join(ran) or "(none)")
