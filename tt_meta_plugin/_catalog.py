@@ -146,14 +146,16 @@ class Catalog:
             return
         try:
             plugin = ep.load()
-        except Exception as exc:  # the plugin's own import error, reported as ours
+            # An entry point may name a module, an object or a class; a class is instantiated.
+            self._pm.register(plugin() if isinstance(plugin, type) else plugin,
+                              name=f"{BACKENDS_GROUP}:{name}")
+            self._refresh()
+        except Exception as exc:  # the plugin's own failure, reported as a diagnostic
             raise ConfigError(
                 f"the backend plugin for '{name}' failed to load: {exc!r}",
                 where=f"entry point {ep.name} = {ep.value} in group {BACKENDS_GROUP}",
-                fix="reinstall the distribution that provides it",
+                fix="fix or reinstall the distribution that provides it",
             ) from None
-        self._pm.register(plugin, name=f"{BACKENDS_GROUP}:{name}")
-        self._refresh()
 
     def installed(self, backend: Backend) -> list[Distribution]:
         """The installed distributions that provide `backend`, in catalog order."""

@@ -1,0 +1,233 @@
+"""Delegation through real installed distributions shaped like the Tenstorrent backends.
+
+Each test runs a fresh interpreter that plays one vLLM process (see conftest.PROCESS_SCRIPT).
+Both simulated backends name their platform entry point `tt`: only distribution tells them
+apart.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+from conftest import TWO_BACKENDS_POLICY, ProcessRunner, SiteMaker, build_wheel, write_project
+
+METAL_CLASS = "tt_vllm_plugin.platform.TTPlatform"
+FORGE_CLASS = "vllm_tt.platform.TTPlatform"
+SERVE = ["/venv/bin/vllm", "serve"]
+
+
+def test_both_installed_metal_model_runs_metal_only(
+    make_site: SiteMaker, run_process: ProcessRunner, policy_file: Callable[[str], Path]
+) -> None:
+    site = make_site("tt-vllm-plugin", "vllm-tt", "pjrt-plugin-tt")
+    result = run_process(site, [*SERVE, "metal-org/llama"],
+                         TT_META_POLICY=str(policy_file(TWO_BACKENDS_POLICY)))
+    assert result.result["platform"] == [METAL_CLASS, METAL_CLASS], result.stderr
+    # Re-entrant: vLLM's two calls reach the backend's function once; general plugins once.
+    assert result.dists("platform_function") == ["tt-vllm-plugin"]
+    assert result.dists("general_plugin") == ["tt-vllm-plugin"]
+    decision = json.loads(str(result.result["decision"]))
+    assert decision["backend"] == "metal" and decision["distribution"] == "tt-vllm-plugin"
+    assert decision["model"] == "metal-org/llama"
+    assert "TT_META_DECISION" in str(result.result["ray"]).split(",")
+
+
+def test_both_installed_forge_model_runs_forge_only(
+    make_site: SiteMaker, run_process: ProcessRunner, policy_file: Callable[[str], Path]
+) -> None:
+    site = make_site("tt-vllm-plugin", "vllm-tt", "pjrt-plugin-tt")
+    result = run_process(site, [*SERVE, "forge-org/qwen"],
+                         TT_META_POLICY=str(policy_file(TWO_BACKENDS_POLICY)))
+    assert result.result["platform"] == [FORGE_CLASS, FORGE_CLASS], result.stderr
+    assert result.dists("platform_function") == ["vllm-tt"]
+    assert result.dists("general_plugin") == ["vllm-tt"]
+
+
+def test_vllm_plugins_unset_is_refused_with_our_explanation(
+    make_site: SiteMaker, run_process: ProcessRunner, policy_file: Callable[[str], Path]
+) -> None:
+    site = make_site("tt-vllm-plugin", "vllm-tt", "pjrt-plugin-tt")
+    result = run_process(site, [*SERVE, "metal-org/llama"], VLLM_PLUGINS="<unset>",
+                         TT_META_POLICY=str(policy_file(TWO_BACKENDS_POLICY)))
+    assert result.refused
+    assert "VLLM_PLUGINS is not set" in result.stderr
+    assert "set VLLM_PLUGINS=tt_meta" in result.stderr
+    assert "ERROR" in result.stderr
+    assert result.events == [] and result.result["decision"] is None
+
+
+def test_vllm_plugins_naming_tt_is_refused(
+    make_site: SiteMaker, run_process: ProcessRunner, policy_file: Callable[[str], Path]
+) -> None:
+    site = make_site("tt-vllm-plugin")
+    result = run_process(site, [*SERVE, "metal-org/llama"], VLLM_PLUGINS="tt_meta,tt",
+                         TT_META_POLICY=str(policy_file(TWO_BACKENDS_POLICY)))
+    assert result.refused
+    assert "VLLM_PLUGINS also names 'tt'" in result.stderr
+    assert "remove 'tt' from VLLM_PLUGINS; tt_meta delegates to it" in result.stderr
+
+
+def test_vllm_plugins_naming_a_backend_general_plugin_is_refused(
+    make_site: SiteMaker, run_process: ProcessRunner, policy_file: Callable[[str], Path]
+) -> None:
+    site = make_site("vllm-tt", "pjrt-plugin-tt")
+    result = run_process(site, [*SERVE, "forge-org/x"], VLLM_PLUGINS="tt_meta,tt_oots",
+                         TT_META_POLICY=str(policy_file(TWO_BACKENDS_POLICY)))
+    assert result.refused and "VLLM_PLUGINS also names 'tt_oots'" in result.stderr
+
+
+def test_backend_not_installed(
+    make_site: SiteMaker, run_process: ProcessRunner, policy_file: Callable[[str], Path]
+) -> None:
+    site = make_site("tt-vllm-plugin")
+    result = run_process(site, [*SERVE, "forge-org/qwen"],
+                         TT_META_POLICY=str(policy_file(TWO_BACKENDS_POLICY)))
+    assert result.refused
+    assert ("backend 'forge' needs distribution 'vllm-tt', which is not installed in this "
+            "environment") in result.stderr
+    assert result.events == []
+
+
+def test_forge_runtime_missing_is_named(
+    make_site: SiteMaker, run_process: ProcessRunner, policy_file: Callable[[str], Path]
+) -> None:
+    site = make_site("vllm-tt")  # no pjrt-plugin-tt: vllm_tt.register cannot import it
+    result = run_process(site, [*SERVE, "forge-org/qwen"],
+                         TT_META_POLICY=str(policy_file(TWO_BACKENDS_POLICY)))
+    assert result.refused
+    assert "failed in its platform function vllm_tt:register" in result.stderr
+    assert "runtime module 'pjrt_plugin_tt' cannot be imported" in result.stderr
+    assert result.result["decision"] is None
+
+
+def _metal_variant(tmp_path: Path, name: str, body: str, requires: list[str] | None = None
+                   ) -> Path:
+    package = name.replace("-", "_")
+    project = write_project(
+        tmp_path / "src", name, package, {"__init__.py": body},
+        {"vllm.platform_plugins": {"tt": f"{package}.entrypoints:platform_plugin"},
+         "vllm.general_plugins": {"tt_model_registry": f"{package}.entrypoints:register"}},
+        dependencies=requires,
+    )
+    (project / package / "entrypoints.py").write_text(body)
+    return build_wheel(project, tmp_path / "wheels")
+
+
+NONE_WHEN_NO_TTNN = """
+def platform_plugin():
+    try:
+        import ttnn  # noqa: F401
+    except ImportError:
+        return None
+    return "vllm_tt_plugin.platform.TTPlatform"
+
+def register():
+    pass
+"""
+
+
+def test_backend_answering_none_is_explained(
+    tmp_path: Path, make_site: SiteMaker, run_process: ProcessRunner,
+    policy_file: Callable[[str], Path],
+) -> None:
+    wheel = _metal_variant(tmp_path, "vllm-tt-plugin", NONE_WHEN_NO_TTNN)
+    site = make_site(extra=[wheel])
+    result = run_process(site, [*SERVE, "metal-org/x"],
+                         TT_META_POLICY=str(policy_file(TWO_BACKENDS_POLICY)))
+    assert result.refused
+    assert "says it cannot run here" in result.stderr and "answered None" in result.stderr
+    assert "runtime module 'ttnn' cannot be imported" in result.stderr
+
+
+def test_two_metal_distributions_are_refused(
+    tmp_path: Path, make_site: SiteMaker, run_process: ProcessRunner,
+    policy_file: Callable[[str], Path],
+) -> None:
+    wheel = _metal_variant(tmp_path, "vllm-tt-plugin", NONE_WHEN_NO_TTNN)
+    site = make_site("tt-vllm-plugin", extra=[wheel])
+    result = run_process(site, [*SERVE, "metal-org/x"],
+                         TT_META_POLICY=str(policy_file(TWO_BACKENDS_POLICY)))
+    assert result.refused
+    assert "provided by 2 installed distributions" in result.stderr
+    assert result.events == []
+
+
+PINNED = """
+def platform_plugin():
+    return "vllm_tt_plugin.platform.TTPlatform"
+
+def register():
+    pass
+"""
+
+
+def test_vllm_version_mismatch_refuse_and_warn(
+    tmp_path: Path, make_site: SiteMaker, run_process: ProcessRunner,
+    policy_file: Callable[[str], Path],
+) -> None:
+    wheel = _metal_variant(tmp_path, "vllm-tt-plugin", PINNED, requires=["vllm==0.10.1.1"])
+    site = make_site(extra=[wheel])
+    refused = run_process(site, [*SERVE, "metal-org/x"],
+                          TT_META_POLICY=str(policy_file(TWO_BACKENDS_POLICY)))
+    assert refused.refused
+    assert "vllm-tt-plugin 1.0.0 needs vllm==0.10.1.1" in refused.stderr
+    assert "vllm_version_mismatch" in refused.stderr
+    text = 'vllm_version_mismatch = "warn"\n' + TWO_BACKENDS_POLICY
+    warned = run_process(site, [*SERVE, "metal-org/x"], TT_META_POLICY=str(policy_file(text)))
+    assert warned.result["platform"] == ["vllm_tt_plugin.platform.TTPlatform"] * 2, warned.stderr
+    assert "WARNING" in warned.stderr and "needs vllm==0.10.1.1" in warned.stderr
+
+
+def test_third_party_backend_from_entry_point(
+    tmp_path: Path, make_site: SiteMaker, run_process: ProcessRunner,
+    policy_file: Callable[[str], Path],
+) -> None:
+    body = """
+    from tt_meta_plugin import Backend, hookimpl
+
+    class Plugin:
+        @hookimpl
+        def tt_meta_backends(self):
+            return [Backend("quasar", ("quasar-vllm",))]
+
+    def platform_plugin():
+        return "quasar_vllm.platform.QuasarPlatform"
+    """
+    project = write_project(
+        tmp_path / "src", "quasar-vllm", "quasar_vllm", {"__init__.py": body},
+        {"vllm.platform_plugins": {"tt": "quasar_vllm:platform_plugin"},
+         "tt_meta.backends": {"quasar": "quasar_vllm:Plugin"}},
+    )
+    site = make_site(extra=[build_wheel(project, tmp_path / "wheels")])
+    policy = 'version = 1\nallowed_backends = ["quasar"]\ndefault_backend = "quasar"\n'
+    result = run_process(site, [*SERVE, "any/model"], TT_META_POLICY=str(policy_file(policy)))
+    assert result.result.get("platform") == ["quasar_vllm.platform.QuasarPlatform"] * 2, (
+        result.stderr
+    )
+    unknown = run_process(site, [*SERVE, "any/model"], TT_META_POLICY=str(policy_file(
+        'version = 1\nallowed_backends = ["nova"]\ndefault_backend = "nova"\n')))
+    assert unknown.refused and "unknown backend 'nova'" in unknown.stderr
+
+
+def test_extra_general_plugins_pass_through(
+    tmp_path: Path, make_site: SiteMaker, run_process: ProcessRunner,
+    policy_file: Callable[[str], Path],
+) -> None:
+    body = """
+    from tt_sim_record import record
+
+    def resolver():
+        record("lora-resolver", "general_plugin")
+    """
+    project = write_project(
+        tmp_path / "src", "lora-resolver", "lora_resolver", {"__init__.py": body},
+        {"vllm.general_plugins": {"lora_filesystem_resolver": "lora_resolver:resolver"}},
+    )
+    site = make_site("tt-vllm-plugin", "vllm-tt", "pjrt-plugin-tt",
+                     extra=[build_wheel(project, tmp_path / "wheels")])
+    text = 'extra_general_plugins = ["lora_filesystem_resolver", "tt_oots"]\n' + TWO_BACKENDS_POLICY
+    result = run_process(site, [*SERVE, "metal-org/x"], TT_META_POLICY=str(policy_file(text)))
+    # The pass-through runs; a backend's own entry point named there (tt_oots) does not.
+    assert result.dists("general_plugin") == ["tt-vllm-plugin", "lora-resolver"], result.stderr
