@@ -1,0 +1,90 @@
+"""`tt-meta explain` and `tt-meta doctor`, run as an operator runs them."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from conftest import TWO_BACKENDS_POLICY, SiteMaker, clean_env
+
+
+def tt_meta(site: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "tt_meta_plugin.cli", *args],
+        env=clean_env(PYTHONPATH=str(site), **env), capture_output=True, text=True, timeout=60,
+    )
+
+
+def test_explain_delegates(make_site: SiteMaker, policy_file: Callable[[str], Path]) -> None:
+    site = make_site("tt-vllm-plugin", "vllm-tt", "pjrt-plugin-tt")
+    proc = tt_meta(site, "explain", "--model", "forge-org/qwen", "--device", "p150",
+                   TT_META_POLICY=str(policy_file(TWO_BACKENDS_POLICY)))
+    assert proc.returncode == 0, proc.stderr
+    out = proc.stdout
+    assert "'forge-org/qwen' (from environment variable TT_META_MODEL)" in out
+    assert "'p150' (from environment variable TT_META_DEVICE)" in out
+    assert "backend 'forge' by rule 1: model = 'forge-org/*'" in out
+    assert "vllm_tt 0.1.0" in out and "tt = vllm_tt:register" in out
+    assert "platform:      vllm_tt.platform.TTPlatform" in out
+    assert "would delegate" in out
+
+
+def test_explain_reads_a_vllm_command_line_and_prints_json(
+    make_site: SiteMaker, policy_file: Callable[[str], Path]
+) -> None:
+    site = make_site("tt-vllm-plugin")
+    proc = tt_meta(site, "explain", "--json", "--", "vllm", "serve", "metal-org/llama",
+                   TT_META_POLICY=str(policy_file(TWO_BACKENDS_POLICY)))
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(proc.stdout)
+    assert report["delegate"] is True and report["backend"] == "metal"
+    assert report["inputs"]["model"] == {"value": "metal-org/llama",
+                                         "source": "command line (vllm serve MODEL)"}
+    assert report["rule"] == 2 and report["distribution"] == "tt-vllm-plugin"
+    assert report["platform"] == "tt_vllm_plugin.platform.TTPlatform"
+
+
+def test_explain_refusal_exits_1(make_site: SiteMaker, policy_file: Callable[[str], Path]
+                                 ) -> None:
+    site = make_site("tt-vllm-plugin")
+    policy = policy_file(TWO_BACKENDS_POLICY)
+    proc = tt_meta(site, "explain", "--model", "nobody/x", TT_META_POLICY=str(policy))
+    assert proc.returncode == 1
+    assert "REFUSED: model 'nobody/x' matches no rule and no default_backend is set" in proc.stdout
+    assert f"where: {policy}" in proc.stdout and "fix:" in proc.stdout
+    proc = tt_meta(site, "explain", "--json", "--model", "forge-org/x",
+                   TT_META_POLICY=str(policy))
+    assert proc.returncode == 1
+    refusal = json.loads(proc.stdout)["refusal"]
+    assert refusal["kind"] == "DelegationError" and "'vllm-tt'" in refusal["summary"]
+
+
+def test_explain_bad_policy_is_a_diagnostic_not_a_traceback(
+    make_site: SiteMaker, policy_file: Callable[[str], Path]
+) -> None:
+    site = make_site()
+    proc = tt_meta(site, "explain", "--model", "a/b",
+                   TT_META_POLICY=str(policy_file("version = 1\nallowed_backends = 'metal'\nx=1")))
+    assert proc.returncode == 1
+    assert "unknown key 'x'" in proc.stdout and "Traceback" not in proc.stdout + proc.stderr
+
+
+def test_doctor_reports_conflicts_and_backends(
+    make_site: SiteMaker, policy_file: Callable[[str], Path]
+) -> None:
+    site = make_site("tt-vllm-plugin", "vllm-tt")
+    proc = tt_meta(site, "doctor", TT_META_POLICY=str(policy_file(TWO_BACKENDS_POLICY)))
+    assert proc.returncode == 1  # VLLM_PLUGINS unset with backends installed
+    out = proc.stdout
+    assert "[FAIL] VLLM_PLUGINS: VLLM_PLUGINS is not set" in out
+    assert "fix: set VLLM_PLUGINS=tt_meta" in out
+    assert "[  ok] backend metal: tt-vllm-plugin 0.1.0" in out
+    assert "runtime module 'pjrt_plugin_tt' cannot be imported" in out
+    assert "[  ok] policy:" in out
+    assert "no Tenstorrent device found" in out
+    proc = tt_meta(site, "doctor", VLLM_PLUGINS="tt_meta",
+                   TT_META_POLICY=str(policy_file(TWO_BACKENDS_POLICY)))
+    assert proc.returncode == 0, proc.stdout
