@@ -14,8 +14,11 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 SUPPORT = REPO / "tests" / "support"
-SIM = SUPPORT / "sim_backends"
-SIM_PROJECTS = ("sim-record", "pjrt-plugin-tt", "tt-vllm-plugin", "vllm-tt")
+sys.path.insert(0, str(SUPPORT))
+
+from sim import build_all, build_wheel, install  # noqa: E402
+
+__all__ = ["build_wheel", "install"]
 
 # Variables the tests set themselves; the developer's own values must not leak in.
 _SCRUBBED_PREFIXES = ("TT_META_", "VLLM_PLUGINS", "HF_MODEL", "TT_SIM_", "VLLM_RAY_")
@@ -27,33 +30,9 @@ def clean_env(**extra: str) -> dict[str, str]:
     return env
 
 
-def build_wheel(project: Path, out: Path) -> Path:
-    """Build a wheel with the venv's own setuptools (no download, no isolation)."""
-    out.mkdir(parents=True, exist_ok=True)
-    before = set(out.glob("*.whl"))
-    subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation",
-         "--disable-pip-version-check", "-w", str(out), str(project)],
-        check=True, capture_output=True,
-    )
-    (wheel,) = set(out.glob("*.whl")) - before
-    return wheel
-
-
-def install(wheels: list[Path], target: Path) -> Path:
-    """Install wheels into `target` as pip does (dist-info, RECORD, entry_points.txt)."""
-    subprocess.run(
-        [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-index",
-         "--disable-pip-version-check", "--target", str(target), *map(str, wheels)],
-        check=True, capture_output=True,
-    )
-    return target
-
-
 @pytest.fixture(scope="session")
 def sim_wheels(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    out = tmp_path_factory.mktemp("wheels")
-    return {name: build_wheel(SIM / name, out) for name in SIM_PROJECTS}
+    return build_all(tmp_path_factory.mktemp("wheels"))
 
 
 SiteMaker = Callable[..., Path]

@@ -7,28 +7,21 @@ backend ran in which vLLM process (front end, engine core, worker).
 
 from __future__ import annotations
 
-import json
-import os
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import textwrap
 import time
-import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
-
-from conftest import SUPPORT, clean_env, install
+from conftest import clean_env, install
+from server import SERVE_ARGS, VLLM, complete, free_port, read_events, vllm_server
+from tiny_model import make_tiny_model
 
 pytestmark = pytest.mark.e2e
 
-VLLM = shutil.which("vllm", path=os.path.dirname(sys.executable))
-SERVE_ARGS = ["--max-model-len", "128", "--enforce-eager", "--dtype", "float32",
-              "--gpu-memory-utilization", "0.2"]
 START_TIMEOUT = 300
 
 POLICY = """
@@ -67,20 +60,12 @@ class World:
         return path
 
 
-def events(record: Path) -> list[dict[str, object]]:
-    return [json.loads(line) for p in sorted(record.glob("*.jsonl"))
-            for line in p.read_text().splitlines()]
-
-
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory, sim_wheels: dict[str, Path]) -> World:
-    if VLLM is None:
+    if shutil.which(VLLM) is None:
         pytest.fail("vLLM is not installed in this environment: run `make test`")
     root = tmp_path_factory.mktemp("e2e")
     site = install(list(sim_wheels.values()), root / "site")
-    sys.path.insert(0, str(SUPPORT))
-    from tiny_model import make_tiny_model
-
     metal = make_tiny_model(root / "models" / "metal-model", "TTLlamaForCausalLM")
     forge = make_tiny_model(root / "models" / "forge-model", "LlamaForCausalLM")
     policy = root / "policy.toml"
@@ -88,54 +73,16 @@ def world(tmp_path_factory: pytest.TempPathFactory, sim_wheels: dict[str, Path])
     return World(root, site, metal, forge, policy)
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
-def post_json(url: str, body: dict[str, object]) -> dict[str, object]:
-    request = urllib.request.Request(url, json.dumps(body).encode(),
-                                     {"Content-Type": "application/json"})
-    with urllib.request.urlopen(request, timeout=60) as response:
-        result: dict[str, object] = json.load(response)
-        return result
-
-
-def serve_and_complete(world: World, model: Path) -> tuple[str, list[dict[str, object]]]:
+def serve_and_complete(world: World, model: Path) -> tuple[str, list[dict[str, Any]]]:
     """Start `vllm serve`, ask for a completion, stop it; return the text and the events."""
     record = world.record_dir()
-    port = free_port()
-    log = (world.root / f"serve{world.count}.log").open("w")
-    proc = subprocess.Popen([VLLM, "serve", str(model), "--port", str(port), *SERVE_ARGS],
-                            env=world.env(record), stdout=log, stderr=subprocess.STDOUT,
-                            start_new_session=True)
-    try:
-        deadline = time.monotonic() + START_TIMEOUT
-        while True:
-            assert proc.poll() is None, Path(log.name).read_text()[-4000:]
-            assert time.monotonic() < deadline, "vLLM did not start in time"
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/v1/models", timeout=2)
-                break
-            except OSError:
-                time.sleep(2)
-        answer = post_json(f"http://127.0.0.1:{port}/v1/completions",
-                           {"model": str(model), "prompt": "Hello", "max_tokens": 5,
-                            "temperature": 0})
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-    choices = answer["choices"]
-    assert isinstance(choices, list) and answer["usage"]["completion_tokens"] == 5  # type: ignore[index]
-    return str(choices[0]["text"]), events(record)
+    with vllm_server(model, world.env(record), world.root / f"serve{world.count}.log") as port:
+        answer = complete(port, model)
+    assert answer["usage"]["completion_tokens"] == 5
+    return str(answer["choices"][0]["text"]), read_events(record)
 
 
-def assert_only(backend_dist: str, other_dist: str, evts: list[dict[str, object]]) -> None:
+def assert_only(backend_dist: str, other_dist: str, evts: list[dict[str, Any]]) -> None:
     assert evts, "no backend activation was recorded"
     assert {e["dist"] for e in evts} == {backend_dist}, evts
     by_pid: dict[object, set[object]] = {}
@@ -184,12 +131,12 @@ def test_vllm_llm_in_a_script(world: World) -> None:
                           env=world.env(record, TT_META_MODEL=str(world.metal_model)),
                           timeout=START_TIMEOUT)
     assert "GENERATED 4" in proc.stdout, proc.stdout[-3000:] + proc.stderr[-3000:]
-    evts = events(record)
+    evts = read_events(record)
     assert {e["dist"] for e in evts} == {"tt-vllm-plugin"}
     assert any(e["event"] == "general_plugin" for e in evts)
 
 
-def refused_serve(world: World, model: Path, **env: str) -> tuple[str, list[dict[str, object]]]:
+def refused_serve(world: World, model: Path, **env: str) -> tuple[str, list[dict[str, Any]]]:
     record = world.record_dir()
     started = time.monotonic()
     proc = subprocess.run([VLLM, "serve", str(model), "--port", str(free_port()), *SERVE_ARGS],
@@ -197,7 +144,7 @@ def refused_serve(world: World, model: Path, **env: str) -> tuple[str, list[dict
                           timeout=180)
     assert proc.returncode != 0
     assert time.monotonic() - started < 180
-    return proc.stdout + proc.stderr, events(record)
+    return proc.stdout + proc.stderr, read_events(record)
 
 
 def test_model_matching_no_rule_is_refused(world: World, tmp_path: Path) -> None:
@@ -229,4 +176,4 @@ def test_conflicting_vllm_plugins_get_our_explanation(world: World, plugins: str
         assert "VLLM_PLUGINS is not set" in output and "set VLLM_PLUGINS=tt_meta" in output
     else:
         assert "VLLM_PLUGINS also names 'tt'" in output
-    assert not [e for e in events(record) if e["event"] == "platform_class"]
+    assert not [e for e in read_events(record) if e["event"] == "platform_class"]

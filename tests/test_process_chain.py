@@ -8,6 +8,7 @@ import sys
 import textwrap
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from conftest import PROCESS_SCRIPT, TWO_BACKENDS_POLICY, SiteMaker, clean_env
 
@@ -31,7 +32,7 @@ PARENT = textwrap.dedent(
 
 
 def run_chain(site: Path, policy: Path, record: Path, child_envs: list[dict[str, str]]
-              ) -> dict[str, object]:
+              ) -> dict[str, Any]:
     env = clean_env(
         PYTHONPATH=str(site), VLLM_PLUGINS="tt_meta", TT_META_POLICY=str(policy),
         TT_SIM_RECORD_DIR=str(record), CHILD_ENVS=json.dumps(child_envs),
@@ -41,7 +42,7 @@ def run_chain(site: Path, policy: Path, record: Path, child_envs: list[dict[str,
                           text=True, timeout=120)
     line = [x for x in proc.stdout.splitlines() if x.startswith("PARENT ")]
     assert line, proc.stderr
-    result: dict[str, object] = json.loads(line[-1][7:])
+    result: dict[str, Any] = json.loads(line[-1][7:])
     return result
 
 
@@ -51,7 +52,7 @@ def test_child_with_other_command_line_reuses_the_decision(
     site = make_site("tt-vllm-plugin", "vllm-tt", "pjrt-plugin-tt")
     out = run_chain(site, policy_file(TWO_BACKENDS_POLICY), tmp_path, [{}])
     assert out["platform"] == "tt_vllm_plugin.platform.TTPlatform"
-    (child,) = out["children"]  # type: ignore[misc]
+    (child,) = out["children"]
     assert child["result"]["inherited"] is True, child["stderr"]
     assert child["result"]["platform"] == ["tt_vllm_plugin.platform.TTPlatform"] * 2
     events = [json.loads(x) for p in tmp_path.glob("*.jsonl") for x in p.read_text().splitlines()]
@@ -66,7 +67,7 @@ def test_child_with_conflicting_reading_fails(
     conflicts = [{"TT_META_MODEL": "forge-org/qwen"}, {"TT_META_BACKEND": "forge"},
                  {"TT_META_POLICY": str(policy_file(TWO_BACKENDS_POLICY))}]
     out = run_chain(site, policy_file(TWO_BACKENDS_POLICY), tmp_path, conflicts)
-    model, backend, policy = out["children"]  # type: ignore[misc]
+    model, backend, policy = out["children"]
     assert model["result"]["exit"] == 1
     assert "model 'forge-org/qwen'" in model["stderr"]
     assert "the decision is for 'metal-org/llama'" in model["stderr"]
