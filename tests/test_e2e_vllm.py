@@ -24,19 +24,7 @@ pytestmark = pytest.mark.e2e
 
 START_TIMEOUT = 300
 
-POLICY = """
-version = 1
-allowed_backends = ["metal", "forge"]
-
-[[rule]]
-name = "TT-Metal model classes"
-architecture = "TTLlamaForCausalLM"
-backend = "metal"
-
-[[rule]]
-model = "*/forge-model"
-backend = "forge"
-"""
+POLICY = Path(__file__).parent / "support" / "two_models_policy.toml"
 
 
 class World:
@@ -68,9 +56,7 @@ def world(tmp_path_factory: pytest.TempPathFactory, sim_wheels: dict[str, Path])
     site = install(list(sim_wheels.values()), root / "site")
     metal = make_tiny_model(root / "models" / "metal-model", "TTLlamaForCausalLM")
     forge = make_tiny_model(root / "models" / "forge-model", "LlamaForCausalLM")
-    policy = root / "policy.toml"
-    policy.write_text(POLICY)
-    return World(root, site, metal, forge, policy)
+    return World(root, site, metal, forge, POLICY)
 
 
 def serve_and_complete(world: World, model: Path) -> tuple[str, list[dict[str, Any]]]:

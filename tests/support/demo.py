@@ -21,20 +21,7 @@ from tiny_model import make_tiny_model
 
 REPO = Path(__file__).resolve().parents[2]
 WORK = REPO / ".demo"
-POLICY = """\
-version = 1
-allowed_backends = ["metal", "forge"]
-
-[[rule]]
-name = "TT-Metal model classes"
-architecture = "TTLlamaForCausalLM"
-backend = "metal"
-
-[[rule]]
-name = "Forge models"
-model = "*/forge-model"
-backend = "forge"
-"""
+POLICY = Path(__file__).with_name("two_models_policy.toml")
 
 
 def main() -> int:
@@ -47,8 +34,7 @@ def main() -> int:
         "metal": make_tiny_model(WORK / "models" / "metal-model", "TTLlamaForCausalLM"),
         "forge": make_tiny_model(WORK / "models" / "forge-model", "LlamaForCausalLM"),
     }
-    policy = WORK / "policy.toml"
-    policy.write_text(POLICY)
+    policy = POLICY
     base = {k: v for k, v in os.environ.items() if not k.startswith(("TT_META_", "VLLM_PLUGINS"))}
     base.update(PYTHONPATH=str(site), VLLM_PLUGINS="tt_meta", TT_META_POLICY=str(policy),
                 HF_HUB_OFFLINE="1")
