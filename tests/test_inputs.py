@@ -23,6 +23,8 @@ API_SERVER = "/opt/venv/lib/python3.11/site-packages/vllm/entrypoints/openai/api
         ([VLLM, "run-batch", "-i", "in.jsonl", "-o", "o", "--model", "org/m"], "org/m", "--model"),
         ([API_SERVER, "--model", "org/m"], "org/m", "--model"),
         ([VLLM, "serve", "org/a", "--model", "org/b"], "org/a", "vllm serve MODEL"),
+        ([VLLM, "launch", "render", "org/m"], "org/m", "vllm launch render MODEL"),
+        ([VLLM, "snapshot", "create", "org/m"], "org/m", "vllm snapshot create MODEL"),
         ([VLLM, "serve", "--model", "org/a", "--model", "org/b"], "org/b", "--model"),
     ],
 )

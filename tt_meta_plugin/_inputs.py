@@ -91,8 +91,11 @@ def model_from_command_line(argv: Sequence[str]) -> Input | None:
     if not is_vllm_command(argv):
         return None
     args = list(argv[1:])
-    if len(args) >= 2 and args[0] == "serve" and not args[1].startswith("-"):
-        return Input(args[1], "command line (vllm serve MODEL)")
+    for words in _POSITIONAL_MODEL_COMMANDS:
+        n = len(words)
+        if len(args) > n and _matches(args[:n], words) and not args[n].startswith("-"):
+            shown = " ".join(args[:n])
+            return Input(args[n], f"command line (vllm {shown} MODEL)")
     flag = _flag_value(args, "--model")
     if flag is not None:
         return Input(flag, "command line (--model)")
@@ -102,6 +105,15 @@ def model_from_command_line(argv: Sequence[str]) -> Input | None:
         if value is not None:
             return Input(value, f"command line (--config {config}, key 'model')")
     return None
+
+
+# vLLM subcommands that take the model as a positional argument ("*" is any one word):
+# `vllm serve M`, `vllm launch render M`, `vllm snapshot create M`.
+_POSITIONAL_MODEL_COMMANDS = (("serve",), ("launch", "*"), ("snapshot", "create"))
+
+
+def _matches(args: Sequence[str], words: Sequence[str]) -> bool:
+    return all((w == "*" and not a.startswith("-")) or a == w for a, w in zip(args, words))
 
 
 def _flag_value(args: Sequence[str], flag: str) -> str | None:
