@@ -113,7 +113,8 @@ _POSITIONAL_MODEL_COMMANDS = (("serve",), ("launch", "*"), ("snapshot", "create"
 
 
 def _matches(args: Sequence[str], words: Sequence[str]) -> bool:
-    return all((w == "*" and not a.startswith("-")) or a == w for a, w in zip(args, words))
+    pairs = zip(args, words, strict=True)
+    return all((w == "*" and not a.startswith("-")) or a == w for a, w in pairs)
 
 
 def _flag_value(args: Sequence[str], flag: str) -> str | None:
