@@ -10,7 +10,7 @@ such a plugin is loaded only when the policy names its backend.
 from __future__ import annotations
 
 import importlib.util
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import pluggy
@@ -100,10 +100,18 @@ class _DefaultChecks:
         return None
 
 
-class Catalog:
-    """The known backends. Built-ins always; third-party plugins only when asked for."""
+BeforeLoad = Callable[[str, Distribution], None]
 
-    def __init__(self) -> None:
+
+class Catalog:
+    """The known backends. Built-ins always; third-party plugins only when asked for.
+
+    `before_load(name, dist)` runs before a third-party plugin's code is imported: the
+    dispatcher verifies that distribution there, so no unverified plugin code runs.
+    """
+
+    def __init__(self, before_load: BeforeLoad | None = None) -> None:
+        self._before_load = before_load
         self._pm = pluggy.PluginManager(PROJECT)
         self._pm.add_hookspecs(BackendSpec)
         self._pm.register(_DefaultChecks(), name="default-checks")
@@ -144,6 +152,8 @@ class Catalog:
         ep = self.third_party_entry_point(name)
         if ep is None:
             return
+        if self._before_load is not None and ep.dist is not None:
+            self._before_load(name, ep.dist)  # type: ignore[arg-type]
         try:
             plugin = ep.load()
             # An entry point may name a module, an object or a class; a class is instantiated.

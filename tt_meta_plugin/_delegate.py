@@ -10,7 +10,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from ._catalog import Backend, Catalog
-from ._errors import ConfigError, DelegationError
+from ._errors import ConfigError, DelegationError, TrustError
+from ._import_guard import TamperedImport
 from ._metadata import (
     GENERAL_GROUP,
     PLATFORM_GROUP,
@@ -104,6 +105,8 @@ def call_platform(catalog: Catalog, target: Target) -> str:
     ep = target.platform_ep
     try:
         result = ep.load()()
+    except TamperedImport as exc:
+        raise tampered(exc) from None
     except Exception as exc:
         reason = catalog.unusable_reason(target.backend, target.dist)
         raise DelegationError(
@@ -126,6 +129,14 @@ def call_platform(catalog: Catalog, target: Target) -> str:
             fix="reinstall the backend from its official wheel",
         )
     return result
+
+
+def tampered(exc: TamperedImport) -> TrustError:
+    return TrustError(
+        f"refused to import backend code: {exc}",
+        fix="reinstall the backend from the wheel that was signed; files must not change "
+        "while vLLM runs",
+    )
 
 
 def _runtime_fix(target: Target, reason: str | None) -> str:
@@ -156,6 +167,8 @@ def run_general_plugins(
     for ep in chosen:
         try:
             ep.load()()
+        except TamperedImport as exc:
+            raise tampered(exc) from None
         except Exception as exc:
             owner = ep.dist.name if ep.dist else "?"
             raise DelegationError(

@@ -1,9 +1,10 @@
 """From inputs to a delegated backend: the whole path, in one place, for every process.
 
-`plan()` decides and locates without running any backend code; `tt-meta explain` shows it.
-`activate()` is what a vLLM process runs: it either reuses the decision a parent recorded or
-makes a plan, then calls the backend's platform function, and records the decision for the
-children only once everything succeeded.
+`plan()` decides and locates without running any backend code. `trust()` verifies the chosen
+distribution and installs the import guard, so that from then on only verified bytes of it
+execute. `activate()` is what a vLLM process runs: it reuses the decision a parent recorded or
+makes a plan, verifies, calls the backend's platform function, and records the decision for
+the children only once everything succeeded.
 """
 
 from __future__ import annotations
@@ -13,15 +14,18 @@ import os
 import time
 from collections.abc import MutableMapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
-from . import _handoff
+from . import _handoff, _import_guard, _perms
 from ._catalog import Backend, Catalog
 from ._decide import Decision, decide, gather_facts
 from ._delegate import Target, call_platform, check_vllm_plugins, locate, vllm_mismatch
-from ._errors import DelegationError, HandoffError, SelectionError
+from ._errors import DelegationError, HandoffError, SelectionError, TrustError
 from ._inputs import Inputs, read_inputs
 from ._log import log
+from ._metadata import Distribution
 from ._policy import Policy, load_policy
+from ._verify import VerifiedBackend, Verifier
 
 
 @dataclass(frozen=True)
@@ -45,12 +49,28 @@ class Activation:
     target: Target
     platform: str
     handoff: _handoff.Handoff
+    verified: VerifiedBackend | None
     inherited: bool
     seconds: float
 
 
-def plan(environ: MutableMapping[str, str], argv: Sequence[str], catalog: Catalog) -> Plan:
+def load_checked_policy(environ: MutableMapping[str, str]) -> Policy:
     policy = load_policy(environ)
+    _perms.check(Path(policy.source), "policy", policy.trust.strict_permissions)
+    return policy
+
+
+def catalog_for(policy: Policy) -> Catalog:
+    """A catalog that verifies a third-party backend plugin's distribution before loading it."""
+
+    def verify_plugin(name: str, dist: Distribution) -> None:
+        trust(policy, name, dist)
+
+    return Catalog(before_load=verify_plugin)
+
+
+def plan(environ: MutableMapping[str, str], argv: Sequence[str], catalog: Catalog,
+         policy: Policy) -> Plan:
     inputs = read_inputs(environ, argv)
     facts, config = gather_facts(inputs, environ)
     decision = decide(policy, inputs, facts, config)
@@ -69,19 +89,38 @@ def plan(environ: MutableMapping[str, str], argv: Sequence[str], catalog: Catalo
     return Plan(policy, inputs, decision, backend, target, mismatch)
 
 
-def activate(
-    environ: MutableMapping[str, str], argv: Sequence[str], catalog: Catalog | None = None
-) -> Activation:
+def trust(policy: Policy, backend: str, dist: Distribution,
+          inherited_digest: str | None = None) -> VerifiedBackend | None:
+    """Verify `dist` as `backend` and guard its imports; None when the policy waives it.
+
+    A child that inherited a decision passes the manifest digest its parent verified: the
+    signature, binding, expiry and rollback checks run again, the file walk does not, and
+    the import guard still checks every file the child loads.
+    """
+    if not policy.trust.require_signatures:
+        log(logging.WARNING, "tt_meta: require_signatures = false in %s: delegating to %s %s "
+            "WITHOUT verifying it", policy.source, dist.name, dist.version)
+        return None
+    verified = Verifier(policy.trust).verify(
+        backend, dist, check_files=inherited_digest is None, payload_digest=inherited_digest
+    )
+    _import_guard.install(verified)
+    return verified
+
+
+def activate(environ: MutableMapping[str, str], argv: Sequence[str]) -> Activation:
     started = time.perf_counter()
-    catalog = catalog or Catalog()
     recorded = _handoff.read(environ)
+    policy = load_checked_policy(environ)
+    catalog = catalog_for(policy)
     if recorded is not None:
-        return _reuse(environ, argv, catalog, recorded, started)
+        return _reuse(environ, argv, policy, catalog, recorded, started)
     check_vllm_plugins(environ, catalog)
-    chosen = plan(environ, argv, catalog)
+    chosen = plan(environ, argv, catalog, policy)
     if chosen.vllm_warning:
         log(logging.WARNING, "tt_meta: %s (the policy allows it: vllm_version_mismatch = warn)",
             chosen.vllm_warning)
+    verified = trust(policy, chosen.backend.name, chosen.target.dist)
     platform = call_platform(catalog, chosen.target)
     decision = chosen.decision
     handoff = _handoff.Handoff(
@@ -92,28 +131,30 @@ def activate(
         model=decision.facts.model,
         device=decision.facts.device,
         reason=decision.reason,
-        policy=chosen.policy.source,
+        policy=policy.source,
+        manifest_digest=verified.payload_digest if verified else None,
     )
     _handoff.record(environ, handoff)
     seconds = time.perf_counter() - started
-    return Activation(chosen.policy, catalog, chosen.target, platform, handoff, False, seconds)
+    return Activation(policy, catalog, chosen.target, platform, handoff, verified, False, seconds)
 
 
 def _reuse(
     environ: MutableMapping[str, str],
     argv: Sequence[str],
+    policy: Policy,
     catalog: Catalog,
     recorded: _handoff.Handoff,
     started: float,
 ) -> Activation:
     """A child: check that it agrees with its parent, then load exactly what was chosen."""
+    where = f"environment variable {_handoff.ENV_DECISION}"
     _handoff.check_agreement(recorded, read_inputs(environ, argv))
-    policy = load_policy(environ)
     if os.path.abspath(policy.source) != os.path.abspath(recorded.policy):
         raise HandoffError(
             f"this process reads the policy {policy.source}, but the decision was made under "
             f"{recorded.policy}",
-            where=f"environment variable {_handoff.ENV_DECISION}",
+            where=where,
             fix="start every process of one vLLM server with the same TT_META_POLICY",
         )
     if recorded.backend not in policy.allowed_backends:
@@ -128,16 +169,24 @@ def _reuse(
         raise HandoffError(
             f"the decision was made for {recorded.distribution} {recorded.version}, but this "
             f"process finds {target.label}",
-            where=f"environment variable {_handoff.ENV_DECISION}",
+            where=where,
             fix="install the same backend version on every node of the server",
         )
+    if policy.trust.require_signatures and recorded.manifest_digest is None:
+        raise TrustError(
+            "the recorded decision carries no verified manifest, but the policy requires "
+            "signatures",
+            where=where,
+            fix=f"unset {_handoff.ENV_DECISION} and start the server again",
+        )
+    verified = trust(policy, recorded.backend, target.dist, recorded.manifest_digest)
     platform = call_platform(catalog, target)
     if platform != recorded.platform:
         raise HandoffError(
             f"{target.label} answered platform {platform!r} here, {recorded.platform!r} in the "
             "parent process",
-            where=f"environment variable {_handoff.ENV_DECISION}",
+            where=where,
             fix="make the backend's runtime the same in every process (devices, environment)",
         )
     seconds = time.perf_counter() - started
-    return Activation(policy, catalog, target, platform, recorded, True, seconds)
+    return Activation(policy, catalog, target, platform, recorded, verified, True, seconds)

@@ -6,9 +6,8 @@ import json
 from collections.abc import MutableMapping, Sequence
 from typing import Any
 
-from ._catalog import Catalog
 from ._delegate import call_platform
-from ._dispatch import plan
+from ._dispatch import catalog_for, load_checked_policy, plan, trust
 from ._errors import TTMetaError
 from ._handoff import ENV_DECISION
 
@@ -18,9 +17,10 @@ def explain(environ: MutableMapping[str, str], argv: Sequence[str]) -> tuple[int
     env = dict(environ)
     env.pop(ENV_DECISION, None)  # explain makes a fresh decision, as a first process would
     report: dict[str, Any] = {"delegate": False}
-    catalog = Catalog()
     try:
-        chosen = plan(env, argv, catalog)
+        policy = load_checked_policy(env)
+        catalog = catalog_for(policy)
+        chosen = plan(env, argv, catalog, policy)
     except TTMetaError as error:
         report["refusal"] = _error(error)
         return 1, report
@@ -48,6 +48,14 @@ def explain(environ: MutableMapping[str, str], argv: Sequence[str]) -> tuple[int
         vllm_warning=chosen.vllm_warning,
     )
     try:
+        verified = trust(chosen.policy, chosen.backend.name, target.dist)
+        if verified is not None:
+            report["manifest"] = {"path": str(verified.manifest_path),
+                                  "serial": verified.manifest.serial,
+                                  "signers": list(verified.signers),
+                                  "files": len(verified.files)}
+        else:
+            report["manifest"] = None
         report["platform"] = call_platform(catalog, target)
     except TTMetaError as error:
         report["refusal"] = _error(error)
@@ -97,6 +105,13 @@ def render(report: dict[str, Any], as_json: bool) -> str:
             lines.append(f"general:       {', '.join(report['general_entry_points'])}")
         if report["vllm_warning"]:
             lines.append(f"warning:       {report['vllm_warning']}")
+        manifest = report.get("manifest")
+        if manifest:
+            lines.append(f"verified:      {manifest['path']} serial {manifest['serial']}, "
+                         f"{manifest['files']} files, signed by "
+                         f"{', '.join(k[:16] for k in manifest['signers'])}")
+        elif "manifest" in report:
+            lines.append("verified:      NO (require_signatures = false)")
         if "platform" in report:
             lines.append(f"platform:      {report['platform']}")
     if "refusal" in report:

@@ -76,6 +76,29 @@ class Rule:
         return f"{label}: {', '.join(conditions)}"
 
 
+DEFAULT_MANIFEST_DIR = "/etc/tt-meta/manifests"
+DEFAULT_STATE_DIR = "/var/lib/tt-meta"
+
+
+@dataclass(frozen=True)
+class TrustSettings:
+    """The `[trust]` table: who may sign what, and where manifests and state live."""
+
+    require_signatures: bool = True
+    key_dirs: tuple[str, ...] = ()
+    manifest_dirs: tuple[str, ...] = (DEFAULT_MANIFEST_DIR,)
+    state_dir: str = DEFAULT_STATE_DIR
+    threshold: int = 1
+    revoked_keys: tuple[str, ...] = ()
+    # backend name -> key ids allowed to sign its manifests
+    signers: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    strict_permissions: bool = True
+    audit_log: str | None = None
+
+    def signers_for(self, backend: str) -> tuple[str, ...]:
+        return dict(self.signers).get(backend, ())
+
+
 @dataclass(frozen=True)
 class Policy:
     source: str
@@ -86,6 +109,7 @@ class Policy:
     trust_model_metadata: bool = False
     vllm_version_mismatch: Literal["refuse", "warn"] = "refuse"
     extra_general_plugins: tuple[str, ...] = field(default=())
+    trust: TrustSettings = field(default_factory=TrustSettings)
 
     def first_match(self, facts: Facts) -> Rule | None:
         return next((rule for rule in self.rules if rule.matches(facts)), None)
@@ -161,9 +185,43 @@ def parse_policy(raw: bytes, source: str) -> Policy:
         trust_model_metadata=table.boolean("trust_model_metadata"),
         vllm_version_mismatch="warn" if mismatch == "warn" else "refuse",
         extra_general_plugins=table.strings("extra_general_plugins"),
+        trust=_parse_trust(table, source),
     )
     table.reject_unknown()
     return policy
+
+
+def _parse_trust(top: _Table, source: str) -> TrustSettings:
+    require = top.boolean("require_signatures", default=True)
+    (table,) = top.tables("trust", single=True) or [_Table({}, source, "trust.")]
+    base = Path(source).parent
+
+    def paths(values: tuple[str, ...]) -> tuple[str, ...]:
+        # Relative directories are relative to the policy file, not to the working directory.
+        return tuple(str(base / v) for v in values)
+
+    threshold = table.integer("threshold", default=1)
+    if threshold < 1:
+        raise ConfigError("trust.threshold must be at least 1",
+                          where=where(source, "trust.threshold"), fix="set threshold = 1 or more")
+    (signer_table,) = table.tables("signers", single=True) or [_Table({}, source, "trust.signers.")]
+    signers = tuple((name, signer_table.strings(name)) for name in sorted(signer_table.data))
+    manifest_dirs = table.strings("manifest_dirs")
+    state_dir = table.string("state_dir")
+    audit_log = table.string("audit_log")
+    settings = TrustSettings(
+        require_signatures=require,
+        key_dirs=paths(table.strings("key_dirs")),
+        manifest_dirs=paths(manifest_dirs) if manifest_dirs else (DEFAULT_MANIFEST_DIR,),
+        state_dir=str(base / state_dir) if state_dir else DEFAULT_STATE_DIR,
+        threshold=threshold,
+        revoked_keys=tuple(k.lower() for k in table.strings("revoked_keys")),
+        signers=signers,
+        strict_permissions=table.boolean("strict_permissions", default=True),
+        audit_log=str(base / audit_log) if audit_log else None,
+    )
+    table.reject_unknown()
+    return settings
 
 
 def _parse_rule(table: _Table, number: int) -> Rule:
@@ -215,8 +273,10 @@ class _Table:
             fix=f"write '{key}' as {expected}",
         )
 
-    def integer(self, key: str, required: bool = False) -> int:
+    def integer(self, key: str, required: bool = False, default: int = 0) -> int:
         value = self._get(key, required)
+        if value is None and not required:
+            return default
         if not isinstance(value, int) or isinstance(value, bool):
             raise self._wrong(key, "an integer", value)
         return value
@@ -227,10 +287,10 @@ class _Table:
             raise self._wrong(key, "a non-empty string", value)
         return value
 
-    def boolean(self, key: str) -> bool:
+    def boolean(self, key: str, default: bool = False) -> bool:
         value = self._get(key, False)
         if value is None:
-            return False
+            return default
         if not isinstance(value, bool):
             raise self._wrong(key, "true or false", value)
         return value
@@ -245,10 +305,15 @@ class _Table:
             return tuple(value)
         raise self._wrong(key, "a string or a list of non-empty strings", value)
 
-    def tables(self, key: str) -> list[_Table]:
+    def tables(self, key: str, single: bool = False) -> list[_Table]:
+        """An array of tables ([[key]]), or with `single` one table ([key])."""
         value = self._get(key, False)
         if value is None:
             return []
+        if single:
+            if not isinstance(value, dict):
+                raise self._wrong(key, f"a table ([{self.prefix}{key}])", value)
+            return [_Table(value, self.source, f"{self.prefix}{key}.")]
         if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):
             raise self._wrong(key, f"an array of tables ([[{key}]])", value)
         return [

@@ -7,7 +7,9 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
+from ._errors import TTMetaError
 from ._inputs import ENV_DEVICE, ENV_MODEL
 
 
@@ -32,6 +34,24 @@ def _parser() -> argparse.ArgumentParser:
     explain.add_argument("command_line", nargs=argparse.REMAINDER,
                          help="a vLLM command line after '--'")
     sub.add_parser("doctor", help="check this environment and print what to fix")
+    keygen = sub.add_parser("keygen", help="make an Ed25519 signing key pair")
+    keygen.add_argument("--out", required=True, type=Path,
+                        help="write OUT.key (mode 0600) and OUT.pub")
+    sign = sub.add_parser("sign", help="write the signed manifest of an installed backend")
+    sign.add_argument("--dist", required=True, help="the installed distribution, e.g. vllm-tt")
+    sign.add_argument("--backend", required=True, help="the backend it provides, e.g. forge")
+    sign.add_argument("--key", required=True, action="append", type=Path,
+                      help="a PREFIX.key file; repeat for several signatures (threshold)")
+    sign.add_argument("--expires", type=float, default=90.0, metavar="DAYS",
+                      help="days until the manifest expires (default 90)")
+    sign.add_argument("--serial", type=int, default=None,
+                      help="the manifest serial; must grow with every new manifest "
+                      "(default: the current Unix time)")
+    sign.add_argument("--out", type=Path, default=None,
+                      help="where to write it (default: inside the distribution's .dist-info)")
+    verify = sub.add_parser("verify", help="verify installed backends against their manifests")
+    verify.add_argument("--dist", help="only this distribution")
+    verify.add_argument("--json", action="store_true", help="print JSON")
     return parser
 
 
@@ -52,6 +72,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         code, report = _explain.explain(env, command)
         print(_explain.render(report, args.json))
         return code
+    if args.command in ("keygen", "sign", "verify"):
+        from . import _trust_cli
+
+        try:
+            return int(getattr(_trust_cli, args.command)(args))
+        except TTMetaError as error:
+            print(f"tt-meta {args.command}: {error.render()}", file=sys.stderr)
+            return 1
     if args.command == "doctor":
         from . import _doctor
 

@@ -12,11 +12,14 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import time
 from typing import NoReturn
 
+from . import _audit
 from ._dispatch import Activation, activate
 from ._errors import TTMetaError
 from ._log import log
+from ._policy import load_policy
 
 
 class FailClosed(SystemExit):
@@ -45,20 +48,36 @@ def current() -> Activation:
         return _activation
     if _failure is not None:
         raise FailClosed(_failure)
+    started = time.perf_counter()
     try:
         _activation = activate(os.environ, sys.argv)
     except TTMetaError as error:
         _failure = error
+        _audit.record(_audit_log(), verdict="refused", error=type(error).__name__,
+                      reason=error.summary, ms=round((time.perf_counter() - started) * 1e3, 2))
         _fail(error)
-    handoff = _activation.handoff
-    log(
-        logging.INFO,
-        "tt_meta: backend %s (%s %s) chosen by %s; platform %s; %s in %.1f ms",
-        handoff.backend, handoff.distribution, handoff.version, handoff.reason,
-        _activation.platform, "inherited" if _activation.inherited else "decided",
-        _activation.seconds * 1000,
+    act = _activation
+    verified = act.verified
+    _audit.record(
+        act.policy.trust.audit_log,
+        verdict="inherited" if act.inherited else "delegated",
+        backend=act.handoff.backend, distribution=act.handoff.distribution,
+        version=act.handoff.version, reason=act.handoff.reason, platform=act.platform,
+        serial=verified.manifest.serial if verified else None,
+        signers=list(verified.signers) if verified else None,
+        verified="signature" if verified and not verified.files_checked
+        else "files" if verified else "no (require_signatures = false)",
+        ms=round(act.seconds * 1e3, 2),
     )
-    return _activation
+    return act
+
+
+def _audit_log() -> str | None:
+    """The policy's audit log, if the policy can still be read after a refusal."""
+    try:
+        return load_policy(os.environ).trust.audit_log
+    except TTMetaError:
+        return None
 
 
 def platform_plugin() -> str:

@@ -1,0 +1,124 @@
+"""The manifest: what a signer says one installed backend distribution is, file by file.
+
+Parsed only from payload bytes whose signature verified (see `_verify.py`). Built from an
+installed distribution by `tt-meta sign` (see `_sign.py`).
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from dataclasses import dataclass
+from typing import Any
+
+from ._envelope import strict_json
+from ._errors import TrustError
+
+MANIFEST_KIND = "tt-meta/manifest"
+SPEC_VERSION = 1
+_HEX64 = re.compile(r"[0-9a-f]{64}")
+_TOP = {"_type", "spec_version", "backend", "distribution", "version", "entry_points",
+        "vllm_requirement", "issued", "expires", "serial", "files"}
+
+
+@dataclass(frozen=True)
+class FileEntry:
+    path: str
+    size: int
+    sha256: str
+
+
+@dataclass(frozen=True)
+class Manifest:
+    backend: str
+    distribution: str
+    version: str
+    entry_points: dict[str, dict[str, str]]
+    vllm_requirement: str | None
+    issued: int
+    expires: int
+    serial: int
+    files: tuple[FileEntry, ...]
+
+    def to_payload(self) -> dict[str, Any]:
+        return {
+            "_type": MANIFEST_KIND,
+            "spec_version": SPEC_VERSION,
+            "backend": self.backend,
+            "distribution": self.distribution,
+            "version": self.version,
+            "entry_points": self.entry_points,
+            "vllm_requirement": self.vllm_requirement,
+            "issued": self.issued,
+            "expires": self.expires,
+            "serial": self.serial,
+            "files": [{"path": f.path, "size": f.size, "sha256": f.sha256} for f in self.files],
+        }
+
+
+def check_relative_path(path: str) -> str | None:
+    """Why `path` may not name a file inside the install root, or None when it may."""
+    if not path or path.startswith(("/", "\\")) or re.match(r"^[A-Za-z]:", path):
+        return "is absolute or empty"
+    if "\\" in path or "\x00" in path or any(ord(c) < 32 for c in path):
+        return "holds a backslash or control character"
+    if unicodedata.normalize("NFC", path) != path:
+        return "is not in Unicode normal form NFC"
+    parts = path.split("/")
+    if any(part in ("", ".", "..") for part in parts):
+        return "has an empty, '.' or '..' component"
+    return None
+
+
+def parse_manifest(payload: bytes, where: str) -> Manifest:
+    """Parse verified payload bytes; anything unexpected is a TrustError."""
+    fix = "sign the backend again with `tt-meta sign`"
+    data = strict_json(payload, "the manifest", where)
+
+    def bad(why: str) -> TrustError:
+        return TrustError(f"the manifest {why}", where=where, fix=fix)
+
+    if not isinstance(data, dict) or set(data) != _TOP:
+        raise bad(f"must have exactly the keys {sorted(_TOP)}")
+    if data["_type"] != MANIFEST_KIND or data["spec_version"] != SPEC_VERSION:
+        raise bad(f"is not a {MANIFEST_KIND} version {SPEC_VERSION} document")
+    for key in ("backend", "distribution", "version"):
+        if not isinstance(data[key], str) or not data[key]:
+            raise bad(f"key '{key}' must be a non-empty string")
+    for key in ("issued", "expires", "serial"):
+        if not isinstance(data[key], int) or isinstance(data[key], bool) or data[key] < 0:
+            raise bad(f"key '{key}' must be a non-negative integer")
+    requirement = data["vllm_requirement"]
+    if requirement is not None and not isinstance(requirement, str):
+        raise bad("key 'vllm_requirement' must be a string or null")
+    eps = data["entry_points"]
+    if not isinstance(eps, dict) or not all(
+        isinstance(group, dict) and all(isinstance(v, str) for v in group.values())
+        for group in eps.values()
+    ):
+        raise bad("key 'entry_points' must map groups to {name: value}")
+    files = data["files"]
+    if not isinstance(files, list) or not files:
+        raise bad("key 'files' must be a non-empty list")
+    entries: list[FileEntry] = []
+    seen: set[str] = set()
+    for item in files:
+        if not isinstance(item, dict) or set(item) != {"path", "size", "sha256"}:
+            raise bad("has a file entry that is not {path, size, sha256}")
+        path, size, digest = item["path"], item["size"], item["sha256"]
+        if not isinstance(path, str) or (why := check_relative_path(path)) is not None:
+            raise bad(f"lists the path {path!r}, which {why or 'is not a string'}")
+        if not isinstance(size, int) or isinstance(size, bool) or size < 0:
+            raise bad(f"gives {path!r} a size that is not a non-negative integer")
+        if not isinstance(digest, str) or not _HEX64.fullmatch(digest):
+            raise bad(f"gives {path!r} a sha256 that is not 64 lower-case hex digits")
+        if path in seen:
+            raise bad(f"lists {path!r} twice")
+        seen.add(path)
+        entries.append(FileEntry(path, size, digest))
+    return Manifest(
+        backend=data["backend"], distribution=data["distribution"], version=data["version"],
+        entry_points={g: dict(v) for g, v in eps.items()}, vllm_requirement=requirement,
+        issued=data["issued"], expires=data["expires"], serial=data["serial"],
+        files=tuple(entries),
+    )

@@ -1,0 +1,104 @@
+"""Signing: describe an installed backend distribution, file by file, and sign that description.
+
+What an image build runs right after installing a backend: `tt-meta sign`. The files are
+those of the installed distribution (its RECORD entries inside the install root, and every
+file under its directories), except cached bytecode, which is never executed under tt_meta.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from ._catalog import Catalog
+from ._envelope import MANIFEST_TYPE, Envelope, Signature, pae
+from ._errors import ConfigError
+from ._hashing import sha256_files
+from ._keys import key_id
+from ._manifest import FileEntry, Manifest, check_relative_path
+from ._metadata import Distribution
+from ._verify import (
+    IN_DIST_MANIFEST,
+    dist_info_dir,
+    install_root,
+    installed_entry_points,
+    top_level_names,
+)
+
+DAY = 86400
+
+
+def _is_bytecode_cache(rel: str) -> bool:
+    return "/__pycache__/" in f"/{rel}" and rel.endswith(".pyc")
+
+
+def installed_files(dist: Distribution, root: Path) -> list[str]:
+    """Every file of `dist` inside `root`, as sorted POSIX paths relative to it."""
+    found: set[str] = set()
+    for item in dist.files or ():
+        full = Path(str(dist.locate_file(item))).resolve()
+        if full.is_relative_to(root) and full.is_file():
+            found.add(full.relative_to(root).as_posix())
+    tops = {p.split("/", 1)[0] for p in found if "/" in p}
+    for top in tops:
+        for folder, _, names in os.walk(root / top):
+            for name in names:
+                found.add((Path(folder) / name).relative_to(root).as_posix())
+    info = dist_info_dir(dist)
+    own = f"{info.name}/{IN_DIST_MANIFEST}" if info else None
+    return sorted(p for p in found if not _is_bytecode_cache(p) and p != own
+                  and check_relative_path(p) is None)
+
+
+def build_manifest(dist: Distribution, backend: str, serial: int, expires_days: float,
+                   now: float | None = None) -> Manifest:
+    issued = int(time.time() if now is None else now)
+    root = install_root(dist)
+    paths = installed_files(dist, root)
+    if not top_level_names(paths):
+        raise ConfigError(f"{dist.name} has no importable files under {root}",
+                          fix="sign the installed backend, not a metadata-only distribution")
+    hashes = sha256_files([root / p for p in paths])
+    catalog = Catalog()
+    requirement = None
+    if backend in catalog.names():
+        requirement = catalog.vllm_requirement(catalog.get(backend, "catalog"), dist)
+    return Manifest(
+        backend=backend,
+        distribution=dist.name,
+        version=str(dist.version),
+        entry_points=installed_entry_points(dist),
+        vllm_requirement=requirement,
+        issued=issued,
+        expires=issued + int(expires_days * DAY),
+        serial=serial,
+        files=tuple(FileEntry(p, size, digest) for p, (size, digest) in zip(paths, hashes,
+                                                                              strict=True)),
+    )
+
+
+def sign_manifest(manifest: Manifest, keys: list[Ed25519PrivateKey]) -> Envelope:
+    payload = json.dumps(manifest.to_payload(), indent=1, sort_keys=True).encode("utf-8")
+    message = pae(MANIFEST_TYPE, payload)
+    signatures = tuple(Signature(key_id(k.public_key()), k.sign(message)) for k in keys)
+    return Envelope(MANIFEST_TYPE, payload, signatures)
+
+
+def default_output(dist: Distribution) -> Path:
+    info = dist_info_dir(dist)
+    if info is None:
+        raise ConfigError(f"{dist.name} has no .dist-info directory to hold its manifest",
+                          fix="give --out FILE")
+    return info / IN_DIST_MANIFEST
+
+
+def write_manifest(envelope: Envelope, out: Path) -> None:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.tmp")
+    tmp.write_bytes(envelope.to_bytes())
+    os.chmod(tmp, 0o644)
+    os.replace(tmp, out)

@@ -1,0 +1,97 @@
+"""`tt-meta keygen`, `tt-meta sign` and `tt-meta verify`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+from typing import Any
+
+from ._catalog import Catalog
+from ._errors import ConfigError, TTMetaError
+from ._keys import generate, load_private
+from ._metadata import find_distribution, normalize
+from ._policy import load_policy
+from ._sign import build_manifest, default_output, sign_manifest, write_manifest
+from ._verify import Verifier
+
+
+def keygen(args: argparse.Namespace) -> int:
+    keyid = generate(args.out)
+    print(f"key id:      {keyid}")
+    print(f"private key: {args.out}.key (mode 0600; keep it off serving machines)")
+    print(f"public key:  {args.out}.pub")
+    print(f"trust it:    copy {args.out}.pub into a key directory the policy names, and add "
+          f"the key id under [trust.signers]")
+    return 0
+
+
+def sign(args: argparse.Namespace) -> int:
+    dist = find_distribution(args.dist)
+    if dist is None:
+        raise ConfigError(f"distribution {args.dist!r} is not installed in this environment",
+                          fix="install the backend first, then sign it")
+    keys = [load_private(path) for path in args.key]
+    serial = args.serial if args.serial is not None else int(time.time())
+    if serial < 0:
+        raise ConfigError("--serial must not be negative", fix="give a serial >= 0")
+    manifest = build_manifest(dist, args.backend, serial, args.expires)
+    envelope = sign_manifest(manifest, keys)
+    out = args.out or default_output(dist)
+    write_manifest(envelope, out)
+    print(f"signed {dist.name} {dist.version} as backend '{args.backend}': "
+          f"{len(manifest.files)} files, serial {serial}, expires "
+          f"{time.strftime('%Y-%m-%d', time.gmtime(manifest.expires))}, "
+          f"{len(keys)} signature(s) -> {out}")
+    return 0
+
+
+def verify(args: argparse.Namespace) -> int:
+    policy = load_policy(os.environ)
+    catalog = Catalog()
+    wanted = [(name, d) for name in catalog.names() for d in catalog.get(name, "").distributions]
+    if args.dist:
+        wanted = [(n, d) for n, d in wanted if normalize(d) == normalize(args.dist)]
+        if not wanted:
+            raise ConfigError(f"{args.dist!r} is not the distribution of any known backend",
+                              fix=f"one of: {', '.join(catalog.distribution_names())}")
+    verifier = Verifier(policy.trust)
+    results: list[dict[str, Any]] = []
+    for backend, name in wanted:
+        dist = find_distribution(name)
+        if dist is None:
+            if args.dist:
+                results.append({"distribution": name, "backend": backend, "ok": False,
+                                "error": "not installed"})
+            continue
+        started = time.perf_counter()
+        try:
+            verified = verifier.verify(backend, dist)
+            results.append({"distribution": dist.name, "version": str(dist.version),
+                            "backend": backend, "ok": True,
+                            "manifest": str(verified.manifest_path),
+                            "serial": verified.manifest.serial,
+                            "signers": list(verified.signers), "files": len(verified.files),
+                            "ms": round((time.perf_counter() - started) * 1e3, 1)})
+        except TTMetaError as error:
+            results.append({"distribution": dist.name, "version": str(dist.version),
+                            "backend": backend, "ok": False, "error": error.summary,
+                            "where": error.where, "fix": error.fix})
+    if args.json:
+        print(json.dumps(results, indent=2))
+    else:
+        for r in results:
+            if r["ok"]:
+                print(f"OK     {r['distribution']} {r['version']} ({r['backend']}): "
+                      f"{r['files']} files, serial {r['serial']}, signed by "
+                      f"{', '.join(k[:16] for k in r['signers'])}, {r['ms']} ms")
+            else:
+                print(f"FAILED {r['distribution']} {r.get('version', '')} ({r['backend']}): "
+                      f"{r['error']}")
+                for key in ("where", "fix"):
+                    if r.get(key):
+                        print(f"  {key}: {r[key]}")
+        if not results:
+            print("no backend distribution is installed")
+    return 0 if results and all(r["ok"] for r in results) else 1

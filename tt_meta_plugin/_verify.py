@@ -1,0 +1,360 @@
+"""The verifier: is this installed backend exactly what a trusted signer published?
+
+Checks, in order: the distribution is a normal install (not editable); a manifest exists; it
+is a manifest (payload type), signed by enough distinct trusted keys that are bound to this
+backend and not revoked; it was made for this backend, distribution and version, with the
+entry points installed; it has not expired (one clock reading for the whole check); its serial
+is not below the highest seen on this machine; and every file is present and equal, nothing is
+added, nothing is a symlink or outside the install root. RECORD is never read.
+
+The result is a `VerifiedBackend`, the one object that holds what was verified; only it is
+handed to the import guard and to delegation.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import stat
+import sys
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from . import _perms
+from ._envelope import MANIFEST_TYPE, Envelope, parse_envelope
+from ._errors import TrustError
+from ._hashing import sha256_files
+from ._keys import PUBLIC_SUFFIX, PublicKey, load_public
+from ._manifest import FileEntry, Manifest, check_relative_path, parse_manifest
+from ._metadata import Distribution, normalize
+from ._policy import TrustSettings
+from ._state import StateDir
+
+PACKAGE_KEYS = Path(__file__).with_name("keys")
+IN_DIST_MANIFEST = "tt_meta.manifest.json"
+VLLM_GROUP_PREFIX = "vllm."
+
+
+@dataclass(frozen=True)
+class VerifiedBackend:
+    """A distribution proven equal to its signed manifest. Nothing unverified is in here."""
+
+    manifest: Manifest
+    manifest_path: Path
+    payload_digest: str
+    signers: tuple[str, ...]
+    root: Path
+    files: dict[str, FileEntry] = field(repr=False)
+    top_levels: frozenset[str] = frozenset()
+    files_checked: bool = True
+
+
+def manifest_file_names(dist_name: str, version: str) -> tuple[str, str]:
+    norm = normalize(dist_name)
+    return f"{norm}-{version}.manifest.json", f"{norm}.manifest.json"
+
+
+def installed_entry_points(dist: Distribution) -> dict[str, dict[str, str]]:
+    found: dict[str, dict[str, str]] = {}
+    for ep in dist.entry_points:
+        if ep.group.startswith(VLLM_GROUP_PREFIX):
+            found.setdefault(ep.group, {})[ep.name] = ep.value
+    return found
+
+
+def install_root(dist: Distribution) -> Path:
+    return Path(str(dist.locate_file(""))).resolve()
+
+
+def dist_info_dir(dist: Distribution) -> Path | None:
+    path = getattr(dist, "_path", None)  # PathDistribution: its .dist-info directory
+    return Path(path).resolve() if path is not None else None
+
+
+def top_level_names(files: Iterable[str]) -> frozenset[str]:
+    """Importable top-level names: packages (first directory) and root-level modules."""
+    names = set()
+    for path in files:
+        first, sep, _ = path.partition("/")
+        if sep and not first.endswith((".dist-info", ".data")):
+            names.add(first)
+        elif not sep and path.endswith((".py", ".so", ".pyd")):
+            names.add(path.split(".", 1)[0])
+    return frozenset(names)
+
+
+class Verifier:
+    """Verifies backends under one policy's trust settings and one clock reading."""
+
+    def __init__(self, trust: TrustSettings, now: float | None = None) -> None:
+        self.trust = trust
+        self.now = int(time.time() if now is None else now)
+        self.state = StateDir(trust.state_dir, trust.strict_permissions)
+        self._keys: dict[str, PublicKey] | None = None
+
+    def keys(self) -> dict[str, PublicKey]:
+        """Trusted public keys: this package's keys/ and the policy's key_dirs."""
+        if self._keys is None:
+            keys: dict[str, PublicKey] = {}
+            for folder in (PACKAGE_KEYS, *map(Path, self.trust.key_dirs)):
+                if not folder.is_dir():
+                    if folder != PACKAGE_KEYS:
+                        raise TrustError("a key directory named by the policy does not exist",
+                                         where=str(folder),
+                                         fix="create it, or correct trust.key_dirs")
+                    continue
+                for path in sorted(folder.glob("*" + PUBLIC_SUFFIX)):
+                    _perms.check(path, "public key", self.trust.strict_permissions)
+                    key = load_public(path)
+                    keys[key.keyid] = key
+            self._keys = keys
+        return self._keys
+
+    # -- finding manifests -------------------------------------------------------------------
+
+    def candidates(self, dist: Distribution) -> list[Path]:
+        names = manifest_file_names(dist.name, str(dist.version))
+        found = [Path(d) / n for d in self.trust.manifest_dirs for n in names]
+        info = dist_info_dir(dist)
+        if info is not None:
+            found.append(info / IN_DIST_MANIFEST)
+        return [p for p in found if p.is_file()]
+
+    def verify(self, backend: str, dist: Distribution, *, check_files: bool = True,
+               payload_digest: str | None = None) -> VerifiedBackend:
+        """Verify `dist` for `backend`; with `payload_digest`, only that manifest is accepted."""
+        label = f"{dist.name} {dist.version}"
+        _refuse_editable(dist, label)
+        candidates = self.candidates(dist)
+        if not candidates:
+            places = ", ".join(self.trust.manifest_dirs)
+            raise TrustError(
+                f"no signed manifest found for {label} (backend '{backend}')",
+                where=f"{places} and the distribution's .dist-info",
+                fix=f"sign it at image build: tt-meta sign --dist {dist.name} --backend "
+                f"{backend} --key KEY.key",
+            )
+        errors: list[TrustError] = []
+        accepted: list[tuple[Manifest, Path, str, tuple[str, ...]]] = []
+        for path in candidates:
+            try:
+                accepted.append(self._check_manifest(path, backend, dist, payload_digest))
+            except TrustError as error:
+                errors.append(error)
+        if not accepted:
+            if len(errors) == 1:
+                raise errors[0]
+            raise TrustError(
+                f"none of the {len(errors)} manifests found for {label} verifies: "
+                + "; ".join(f"{e.where}: {e.summary}" for e in errors),
+                fix=errors[0].fix,
+            )
+        manifest, path, digest, signers = max(accepted, key=lambda item: item[0].serial)
+        root = install_root(dist)
+        files = {f.path: f for f in manifest.files}
+        if check_files:
+            own = {path.relative_to(root).as_posix()} if path.is_relative_to(root) else set()
+            _check_files(manifest, root, dist, label, exempt=own)
+            self.state.check_and_raise(normalize(dist.name), manifest.serial, digest)
+        return VerifiedBackend(manifest, path, digest, signers, root, files,
+                               top_level_names(files), check_files)
+
+    def _check_manifest(self, path: Path, backend: str, dist: Distribution,
+                        payload_digest: str | None) -> tuple[Manifest, Path, str, tuple[str, ...]]:
+        where = str(path)
+        _perms.check(path, "manifest", self.trust.strict_permissions)
+        try:
+            raw = path.read_bytes()
+        except OSError as exc:
+            raise TrustError(f"cannot read the manifest: {exc.strerror}", where=where,
+                             fix="check the file's permissions") from None
+        envelope = parse_envelope(raw, where)
+        if envelope.payload_type != MANIFEST_TYPE:
+            raise TrustError(
+                f"the signed document is a {envelope.payload_type!r}, not a manifest",
+                where=where, fix="put the backend's manifest here, made by `tt-meta sign`",
+            )
+        signers = self._check_signatures(envelope, backend, where)
+        digest = hashlib.sha256(envelope.payload).hexdigest()
+        if payload_digest is not None and digest != payload_digest:
+            raise TrustError(
+                "this manifest is not the one the parent process verified",
+                where=where, fix="do not change manifests while a vLLM server starts",
+            )
+        manifest = parse_manifest(envelope.payload, where)  # only verified bytes are parsed
+        label = f"{dist.name} {dist.version}"
+        for what, signed, installed in (
+            ("backend", manifest.backend, backend),
+            ("distribution", normalize(manifest.distribution), normalize(dist.name)),
+            ("version", manifest.version, str(dist.version)),
+        ):
+            if signed != installed:
+                raise TrustError(
+                    f"the manifest was signed for {what} {signed!r}, but {installed!r} is "
+                    f"being verified ({label})",
+                    where=where, fix="use the manifest made for this distribution and version",
+                )
+        if manifest.expires <= self.now:
+            raise TrustError(
+                f"the manifest for {label} expired at "
+                f"{time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime(manifest.expires))}",
+                where=where, fix="sign the backend again (tt-meta sign --expires DAYS)",
+            )
+        if manifest.entry_points != installed_entry_points(dist):
+            raise TrustError(
+                f"the vLLM entry points installed for {label} differ from the signed ones",
+                where=where, fix="reinstall the backend from the wheel that was signed",
+            )
+        mark = self.state.mark(normalize(dist.name))
+        if mark is not None and manifest.serial < mark[0]:
+            raise TrustError(
+                f"rollback: the manifest for {label} has serial {manifest.serial}, but serial "
+                f"{mark[0]} was already seen on this machine",
+                where=where,
+                fix="install the backend version of the newest manifest, with that manifest",
+            )
+        return manifest, path, digest, signers
+
+    def _check_signatures(self, envelope: Envelope, backend: str, where: str
+                          ) -> tuple[str, ...]:
+        keys, trust = self.keys(), self.trust
+        bound = {k.lower() for k in trust.signers_for(backend)}
+        message = envelope.pae()
+        valid: list[str] = []
+        notes: list[str] = []
+        for number, signature in enumerate(envelope.signatures, 1):
+            hint = signature.keyid.lower()
+            key = keys.get(hint)
+            short = f"signature {number} (key id {hint[:16]})"
+            if key is None:
+                notes.append(f"{short}: not a trusted key")
+            elif not key.verifies(signature.sig, message):
+                notes.append(f"{short}: does not verify with that key")
+            elif hint in trust.revoked_keys:
+                notes.append(f"{short}: the key is revoked")
+            elif hint not in bound:
+                notes.append(f"{short}: the key is trusted but not bound to backend "
+                             f"'{backend}' in [trust.signers]")
+            elif hint in valid:
+                notes.append(f"{short}: the same key counted once only")
+            else:
+                valid.append(hint)
+        if len(valid) < trust.threshold:
+            detail = "; ".join(notes) if notes else "it carries no signature"
+            raise TrustError(
+                f"the manifest has {len(valid)} valid signature(s) from distinct keys bound to "
+                f"backend '{backend}', {trust.threshold} needed: {detail}",
+                where=where,
+                fix=f"sign with a key listed under [trust.signers] {backend} = [...] whose "
+                ".pub file is in a trusted key directory",
+            )
+        return tuple(valid)
+
+
+def _refuse_editable(dist: Distribution, label: str) -> None:
+    text = dist.read_text("direct_url.json")
+    if not text:
+        return
+    try:
+        editable = bool(json.loads(text).get("dir_info", {}).get("editable"))
+    except (ValueError, AttributeError):
+        editable = True  # unreadable install metadata is no better than an editable install
+    if editable:
+        raise TrustError(
+            f"{label} is an editable install: its code lives outside the installed files",
+            where="direct_url.json in its .dist-info",
+            fix="install the backend from its wheel (pip install, without -e)",
+        )
+
+
+class _Tampered:
+    """Builds the refusal for one file of one distribution."""
+
+    def __init__(self, label: str, root: Path) -> None:
+        self.label, self.root = label, root
+
+    def __call__(self, summary: str, path: str) -> TrustError:
+        return TrustError(f"{self.label}: {summary}", where=str(self.root / path),
+                          fix="reinstall the backend from the wheel that was signed, or sign "
+                          "the installed files again if this change is intended")
+
+
+def _check_files(manifest: Manifest, root: Path, dist: Distribution, label: str,
+                 exempt: set[str]) -> None:
+    fail = _Tampered(label, root)
+    entries = manifest.files
+    for entry in entries:
+        why = check_relative_path(entry.path)
+        if why:
+            raise fail(f"the manifest path {entry.path!r} {why}", entry.path)
+        full = root / entry.path
+        try:
+            info = os.lstat(full)
+        except FileNotFoundError:
+            raise fail("a signed file is missing", entry.path) from None
+        if stat.S_ISLNK(info.st_mode) or not stat.S_ISREG(info.st_mode):
+            raise fail("a signed file is a symlink or not a regular file", entry.path)
+        if os.path.realpath(full) != str(full):
+            raise fail("a signed file's path goes through a symlink", entry.path)
+        if info.st_size != entry.size:
+            raise fail(f"a signed file changed size ({entry.size} -> {info.st_size} bytes)",
+                       entry.path)
+    hashed = sha256_files([root / e.path for e in entries])
+    for entry, (_, digest) in zip(entries, hashed, strict=True):
+        if digest != entry.sha256:
+            raise fail("a signed file was modified (its SHA-256 differs)", entry.path)
+    _check_no_extras(manifest, root, dist, exempt, fail)
+
+
+def _check_no_extras(manifest: Manifest, root: Path, dist: Distribution, exempt: set[str],
+                     fail: _Tampered) -> None:
+    signed = {e.path for e in manifest.files} | exempt
+    tops = {p.split("/", 1)[0] for p in signed if "/" in p}
+    for top in sorted(tops):
+        if os.path.islink(root / top):
+            raise fail("a package directory is a symlink", top)
+        for folder, dirs, names in os.walk(root / top):
+            rel_folder = Path(folder).relative_to(root).as_posix()
+            for name in dirs:
+                if os.path.islink(os.path.join(folder, name)):
+                    raise fail("a symlink was added among the signed files",
+                               f"{rel_folder}/{name}")
+            for name in names:
+                rel = f"{rel_folder}/{name}"
+                if rel in signed or _is_cached_bytecode(rel, signed):
+                    continue
+                raise fail("a file that is not in the manifest was added", rel)
+    norm = normalize(dist.name).replace("-", "_")
+    own_info = {p.split("/", 1)[0] for p in signed if p.split("/", 1)[0].endswith(".dist-info")}
+    tops_py = top_level_names(signed)
+    for entry in os.scandir(root):
+        name = entry.name
+        record_of = normalize(name.split("-", 1)[0].split(".", 1)[0]).replace("-", "_")
+        if (name.endswith((".dist-info", ".egg-info", ".egg-link")) and name not in own_info
+                and record_of == norm):
+            raise fail("a second installation record of this distribution is present", name)
+        lowered = normalize(name).replace("-", "_")
+        if name.endswith(".pth") and any(t.lower() in lowered for t in (norm, *tops_py)):
+            raise fail("a .pth file that names this backend is present", name)
+    for entry_path in sys.path:
+        other = Path(entry_path or ".").resolve()
+        if other == root or not other.is_dir():
+            continue
+        for top in tops_py:
+            if (other / top).exists() or (other / f"{top}.py").exists():
+                raise fail(f"another copy or namespace portion of '{top}' is on sys.path",
+                           str(other / top))
+
+
+def _is_cached_bytecode(rel: str, signed: set[str]) -> bool:
+    """`pkg/__pycache__/mod.cpython-311.pyc` next to a signed `pkg/mod.py`: never executed
+    (the import guard compiles verified source), so present or not, it is not an extra file."""
+    folder, _, name = rel.rpartition("/")
+    parent, _, cache = folder.rpartition("/")
+    if cache != "__pycache__" or not name.endswith(".pyc"):
+        return False
+    module = name.split(".", 1)[0]
+    return f"{parent}/{module}.py" in signed
