@@ -38,7 +38,7 @@ def make_tiny_model(out: Path, architecture: str = "LlamaForCausalLM") -> Path:
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
     )
     tokenizer.train_from_iterator(_CORPUS, trainer)
-    fast = PreTrainedTokenizerFast(  # type: ignore[no-untyped-call]
+    fast = PreTrainedTokenizerFast(
         tokenizer_object=tokenizer, bos_token="<s>", eos_token="</s>"
     )
     fast.save_pretrained(out)
@@ -57,7 +57,7 @@ def make_tiny_model(out: Path, architecture: str = "LlamaForCausalLM") -> Path:
         eos_token_id=1,
         tie_word_embeddings=False,
     )
-    model = LlamaForCausalLM(config)  # type: ignore[no-untyped-call]
+    model = LlamaForCausalLM(config)
     model.save_pretrained(out, safe_serialization=True)
     config_path = out / "config.json"
     data = json.loads(config_path.read_text(encoding="utf-8"))
