@@ -18,6 +18,10 @@ sys.path.insert(0, str(SUPPORT))
 
 from sim import build_all, build_wheel, install  # noqa: E402
 
+from tt_meta_plugin._keys import generate, load_private  # noqa: E402
+from tt_meta_plugin._metadata import Distribution, normalize  # noqa: E402
+from tt_meta_plugin._sign import build_manifest, sign_manifest, write_manifest  # noqa: E402
+
 __all__ = ["build_wheel", "install"]
 
 # Variables the tests set themselves; the developer's own values must not leak in.
@@ -38,14 +42,47 @@ def sim_wheels(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 SiteMaker = Callable[..., Path]
 
 
+# Which backend each test distribution is signed as.
+SIGN_AS = {"tt-vllm-plugin": "metal", "vllm-tt-plugin": "metal", "vllm-tt": "forge",
+           "quasar-vllm": "quasar"}
+
+
+@pytest.fixture(scope="session")
+def signing_key(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    """A key pair made as `tt-meta keygen` makes it: (keys directory, key id)."""
+    folder = tmp_path_factory.mktemp("keys")
+    keyid = generate(folder / "release")
+    return folder, keyid
+
+
+def sign_site(site: Path, key: Path, serial: int = 1, expires_days: float = 30) -> list[Path]:
+    """Sign every backend distribution in `site` as an image build would (`tt-meta sign`)."""
+    written = []
+    for info in sorted(site.glob("*.dist-info")):
+        dist = Distribution.at(info)
+        backend = SIGN_AS.get(normalize(dist.name))
+        if backend is None:
+            continue
+        manifest = build_manifest(dist, backend, serial, expires_days)
+        out = info / "tt_meta.manifest.json"
+        write_manifest(sign_manifest(manifest, [load_private(key)]), out)
+        written.append(out)
+    return written
+
+
 @pytest.fixture
-def make_site(tmp_path: Path, sim_wheels: dict[str, Path]) -> SiteMaker:
-    """make_site("tt-vllm-plugin", "vllm-tt", extra=[wheel, ...]) -> an installed site dir."""
+def make_site(tmp_path: Path, sim_wheels: dict[str, Path],
+              signing_key: tuple[Path, str]) -> SiteMaker:
+    """make_site("tt-vllm-plugin", "vllm-tt", extra=[wheel, ...]) -> an installed site dir,
+    whose backend distributions are signed with the session's key (unless sign=False)."""
     counter = iter(range(1000))
 
-    def make(*projects: str, extra: list[Path] | None = None) -> Path:
+    def make(*projects: str, extra: list[Path] | None = None, sign: bool = True) -> Path:
         wanted = [sim_wheels["sim-record"], *(sim_wheels[p] for p in projects), *(extra or [])]
-        return install(wanted, tmp_path / f"site{next(counter)}")
+        site = install(wanted, tmp_path / f"site{next(counter)}")
+        if sign:
+            sign_site(site, signing_key[0] / "release.key")
+        return site
 
     return make
 
@@ -135,13 +172,23 @@ def run_process(tmp_path: Path) -> Iterator[ProcessRunner]:
     yield run
 
 
+def trust_table(keys: Path, keyid: str, state: Path) -> str:
+    signers = "\n".join(f'{b} = ["{keyid}"]' for b in sorted(set(SIGN_AS.values())))
+    return (f'\n[trust]\nkey_dirs = ["{keys}"]\nstate_dir = "{state}"\n'
+            f"\n[trust.signers]\n{signers}\n")
+
+
 @pytest.fixture
-def policy_file(tmp_path: Path) -> Callable[[str], Path]:
+def policy_file(tmp_path: Path, signing_key: tuple[Path, str]) -> Callable[[str], Path]:
+    """Write a policy; unless it has its own [trust] table, it trusts the session's key."""
     counter = iter(range(1000))
 
     def write(text: str) -> Path:
         path = tmp_path / f"policy{next(counter)}.toml"
-        path.write_text(textwrap.dedent(text), encoding="utf-8")
+        text = textwrap.dedent(text)
+        if "[trust]" not in text:
+            text += trust_table(signing_key[0], signing_key[1], tmp_path / "state")
+        path.write_text(text, encoding="utf-8")
         return path
 
     return write
