@@ -15,17 +15,25 @@ from __future__ import annotations
 
 import hashlib
 import importlib.machinery
+import logging
 import sys
 from collections.abc import Sequence
 from importlib.abc import MetaPathFinder
 from pathlib import Path
 from types import CodeType, ModuleType
 
+from ._log import log
 from ._verify import VerifiedBackend
 
 
 class TamperedImport(ImportError):
     """A module of the verified backend does not match its manifest."""
+
+
+def _refuse(message: str) -> TamperedImport:
+    # vLLM may turn an ImportError into its own traceback; the operator still sees why at ERROR.
+    log(logging.ERROR, "tt_meta refused to import backend code: %s", message)
+    return TamperedImport(message)
 
 
 class _VerifiedSourceLoader(importlib.machinery.SourceFileLoader):
@@ -67,13 +75,12 @@ class VerifiedImportGuard(MetaPathFinder):
     def check_bytes(self, path: str, data: bytes) -> None:
         rel = Path(path).resolve().relative_to(self.root).as_posix()
         entry = self.verified.files.get(rel)
+        name = self.verified.manifest.distribution
         if entry is None:
-            raise TamperedImport(f"{rel} is not in the verified manifest of "
-                                 f"{self.verified.manifest.distribution}")
+            raise _refuse(f"{rel} is not in the verified manifest of {name}")
         if len(data) != entry.size or hashlib.sha256(data).hexdigest() != entry.sha256:
-            raise TamperedImport(f"{rel} does not match the verified manifest of "
-                                 f"{self.verified.manifest.distribution} (changed after "
-                                 "verification)")
+            raise _refuse(f"{rel} does not match the verified manifest of {name} (changed "
+                          "after verification)")
         self.loaded.append(rel)
 
     def find_spec(self, fullname: str, path: Sequence[str] | None,
@@ -89,7 +96,7 @@ class VerifiedImportGuard(MetaPathFinder):
             return spec
         resolved = Path(origin).resolve()
         if not resolved.is_relative_to(self.root):
-            raise TamperedImport(f"{fullname} resolves to {origin}, outside the verified "
+            raise _refuse(f"{fullname} resolves to {origin}, outside the verified "
                                  f"install root {self.root}")
         if origin.endswith(tuple(importlib.machinery.SOURCE_SUFFIXES)):
             spec.loader = _VerifiedSourceLoader(fullname, origin, self)
@@ -97,7 +104,7 @@ class VerifiedImportGuard(MetaPathFinder):
         elif origin.endswith(tuple(importlib.machinery.EXTENSION_SUFFIXES)):
             spec.loader = _VerifiedExtensionLoader(fullname, origin, self)
         else:
-            raise TamperedImport(f"{fullname} would load from {origin}, which is neither "
+            raise _refuse(f"{fullname} would load from {origin}, which is neither "
                                  "verified source nor an extension module")
         return spec
 

@@ -1,8 +1,9 @@
 """Signing: describe an installed backend distribution, file by file, and sign that description.
 
 What an image build runs right after installing a backend: `tt-meta sign`. The files are
-those of the installed distribution (its RECORD entries inside the install root, and every
-file under its directories), except cached bytecode, which is never executed under tt_meta.
+those of the installed distribution: its RECORD entries inside the install root, and every
+file under its directories, including the `__pycache__` bytecode present at signing time (so
+that tampering with it is detected; tt_meta never executes it either way).
 """
 
 from __future__ import annotations
@@ -32,10 +33,6 @@ from ._verify import (
 DAY = 86400
 
 
-def _is_bytecode_cache(rel: str) -> bool:
-    return "/__pycache__/" in f"/{rel}" and rel.endswith(".pyc")
-
-
 def installed_files(dist: Distribution, root: Path) -> list[str]:
     """Every file of `dist` inside `root`, as sorted POSIX paths relative to it."""
     found: set[str] = set()
@@ -50,8 +47,7 @@ def installed_files(dist: Distribution, root: Path) -> list[str]:
                 found.add((Path(folder) / name).relative_to(root).as_posix())
     info = dist_info_dir(dist)
     own = f"{info.name}/{IN_DIST_MANIFEST}" if info else None
-    return sorted(p for p in found if not _is_bytecode_cache(p) and p != own
-                  and check_relative_path(p) is None)
+    return sorted(p for p in found if p != own and check_relative_path(p) is None)
 
 
 def build_manifest(dist: Distribution, backend: str, serial: int, expires_days: float,

@@ -350,8 +350,9 @@ def _check_no_extras(manifest: Manifest, root: Path, dist: Distribution, exempt:
 
 
 def _is_cached_bytecode(rel: str, signed: set[str]) -> bool:
-    """`pkg/__pycache__/mod.cpython-311.pyc` next to a signed `pkg/mod.py`: never executed
-    (the import guard compiles verified source), so present or not, it is not an extra file."""
+    """An unsigned `pkg/__pycache__/mod.*.pyc` next to a signed `pkg/mod.py`, written by Python
+    after signing: never executed (the import guard compiles verified source), so not an
+    extra file. Bytecode present at signing is in the manifest and checked like any file."""
     folder, _, name = rel.rpartition("/")
     parent, _, cache = folder.rpartition("/")
     if cache != "__pycache__" or not name.endswith(".pyc"):

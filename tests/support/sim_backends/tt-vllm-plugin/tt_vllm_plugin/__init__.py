@@ -3,6 +3,7 @@
 from tt_sim_record import record
 
 DIST = "tt-vllm-plugin"
+record(DIST, "imported")
 
 
 def register() -> str:

@@ -5,6 +5,7 @@ import os
 from tt_sim_record import record
 
 DIST = "vllm-tt"
+record(DIST, "imported")
 
 
 def register() -> str:
