@@ -7,6 +7,7 @@ backend ran in which vLLM process (front end, engine core, worker).
 
 from __future__ import annotations
 
+import importlib.util
 import shutil
 import subprocess
 import sys
@@ -17,6 +18,7 @@ from typing import Any
 
 import pytest
 from conftest import clean_env, install
+from operator_flow import sign_backends
 from server import SERVE_ARGS, VLLM, complete, free_port, read_events, vllm_server
 from tiny_model import make_tiny_model
 
@@ -56,7 +58,8 @@ def world(tmp_path_factory: pytest.TempPathFactory, sim_wheels: dict[str, Path])
     site = install(list(sim_wheels.values()), root / "site")
     metal = make_tiny_model(root / "models" / "metal-model", "TTLlamaForCausalLM")
     forge = make_tiny_model(root / "models" / "forge-model", "LlamaForCausalLM")
-    return World(root, site, metal, forge, POLICY)
+    policy = sign_backends(site, root / "operator", POLICY)
+    return World(root, site, metal, forge, policy)
 
 
 def serve_and_complete(world: World, model: Path) -> tuple[str, list[dict[str, Any]]]:
@@ -163,3 +166,22 @@ def test_conflicting_vllm_plugins_get_our_explanation(world: World, plugins: str
     else:
         assert "VLLM_PLUGINS also names 'tt'" in output
     assert not [e for e in read_events(record) if e["event"] == "platform_class"]
+
+
+@pytest.mark.parametrize("tamper", ["source", "bytecode"])
+def test_tampered_backend_is_refused(world: World, tamper: str, tmp_path: Path) -> None:
+    site = Path(shutil.copytree(world.site, tmp_path / "site", symlinks=True))
+    if tamper == "source":
+        with (site / "tt_vllm_plugin" / "platform.py").open("a") as handle:
+            handle.write("\nimport os  # injected\n")
+    else:
+        cached = Path(importlib.util.cache_from_source(str(site / "tt_vllm_plugin" /
+                                                           "__init__.py")))
+        data = bytearray(cached.read_bytes())
+        data[-5] ^= 0x01  # same size, same header: only the code differs
+        cached.write_bytes(bytes(data))
+    output, evts = refused_serve(world, world.metal_model, PYTHONPATH=str(site))
+    assert "ERROR" in output
+    assert "a signed file" in output and str(site / "tt_vllm_plugin") in output
+    assert evts == []  # no process imported or ran any backend code
+    assert "Initializing a V1 LLM engine" not in output  # and nothing fell back to the CPU
