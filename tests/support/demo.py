@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+from operator_flow import sign_backends
 from server import complete, read_events, vllm_server
 from sim import build_all, install
 from tiny_model import make_tiny_model
@@ -34,7 +36,12 @@ def main() -> int:
         "metal": make_tiny_model(WORK / "models" / "metal-model", "TTLlamaForCausalLM"),
         "forge": make_tiny_model(WORK / "models" / "forge-model", "LlamaForCausalLM"),
     }
-    policy = POLICY
+    print("signing them as an image build would: tt-meta keygen, tt-meta sign ...")
+    operator = WORK / "operator"
+    if operator.exists():
+        shutil.rmtree(operator)
+    policy = sign_backends(site, operator, POLICY)
+    audit = operator / "audit.jsonl"
     base = {k: v for k, v in os.environ.items() if not k.startswith(("TT_META_", "VLLM_PLUGINS"))}
     base.update(PYTHONPATH=str(site), VLLM_PLUGINS="tt_meta", TT_META_POLICY=str(policy),
                 HF_HUB_OFFLINE="1")
@@ -57,17 +64,28 @@ def main() -> int:
                          WORK / f"serve-{expected}.log") as port:
             ready = time.monotonic() - started
             answer = complete(port, model, "Tenstorrent builds", 8)
+        audit_lines = ([json.loads(x) for x in audit.read_text().splitlines()]
+                       if audit.exists() else [])
+        audit.unlink(missing_ok=True)
+        decided = [a for a in audit_lines if a["verdict"] == "delegated"]
+        inherited = [a for a in audit_lines if a["verdict"] == "inherited"]
         events = read_events(record)
         pids = sorted({e["pid"] for e in events if e["event"] == "platform_class"})
         dists = sorted({e["dist"] for e in events})
         rows.append((model.name, report["backend"], report["reason"],
                      f"{report['distribution']} {report['version']}", len(pids),
-                     ",".join(dists), f"{ready:.0f} s", answer["choices"][0]["text"]))
+                     ",".join(dists), f"{ready:.0f} s", answer["choices"][0]["text"],
+                     report["manifest"]["signers"][0][:16],
+                     "/".join(f"{a['ms']:.0f}" for a in decided),
+                     "/".join(f"{a['ms']:.0f}" for a in inherited)))
         if report["backend"] != expected or dists != [report["distribution"].replace("_", "-")]:
             print(f"unexpected: {report['backend']} ran {dists}")
             return 1
-    for name, backend, reason, dist, count, seen, ready_in, text in rows:
+    for name, backend, reason, dist, count, seen, ready_in, text, signer, first, kids in rows:
         print(f"\n{name}: backend {backend} ({dist}), chosen by {reason}")
+        print(f"  manifest signed by key {signer}..., verified before any backend code ran")
+        print(f"  tt_meta activation: {first} ms in the first process (decide + verify), "
+              f"{kids} ms in the {len(kids.split('/')) if kids else 0} child processes")
         print(f"  processes that activated it: {count}; backend code seen: {seen}; "
               f"ready in {ready_in}; completion: {text!r}")
     print("\nEach model ran on the backend its policy rule chose, in every vLLM process "
