@@ -14,6 +14,7 @@ handed to the import guard and to delegation.
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import json
 import os
 import stat
@@ -33,7 +34,13 @@ from ._metadata import Distribution, normalize
 from ._policy import TrustSettings
 from ._state import StateDir
 
-PACKAGE_KEYS = Path(__file__).with_name("keys")
+
+def package_keys_dir() -> Path | None:
+    """The repository's keys/ as installed with the package (tt_meta_plugin.keys)."""
+    spec = importlib.util.find_spec("tt_meta_plugin.keys")
+    locations = list(spec.submodule_search_locations or []) if spec else []
+    return Path(locations[0]) if locations else None
+
 IN_DIST_MANIFEST = "tt_meta.manifest.json"
 VLLM_GROUP_PREFIX = "vllm."
 
@@ -99,13 +106,11 @@ class Verifier:
         """Trusted public keys: this package's keys/ and the policy's key_dirs."""
         if self._keys is None:
             keys: dict[str, PublicKey] = {}
-            for folder in (PACKAGE_KEYS, *map(Path, self.trust.key_dirs)):
+            shipped = package_keys_dir()
+            for folder in ([shipped] if shipped else []) + [Path(d) for d in self.trust.key_dirs]:
                 if not folder.is_dir():
-                    if folder != PACKAGE_KEYS:
-                        raise TrustError("a key directory named by the policy does not exist",
-                                         where=str(folder),
-                                         fix="create it, or correct trust.key_dirs")
-                    continue
+                    raise TrustError("a key directory named by the policy does not exist",
+                                     where=str(folder), fix="create it, or correct trust.key_dirs")
                 for path in sorted(folder.glob("*" + PUBLIC_SUFFIX)):
                     _perms.check(path, "public key", self.trust.strict_permissions)
                     key = load_public(path)

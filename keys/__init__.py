@@ -1,0 +1,1 @@
+"""Trusted public keys, installed with tt-meta-plugin (data only; see README.md)."""
