@@ -90,20 +90,31 @@ def plan(environ: MutableMapping[str, str], argv: Sequence[str], catalog: Catalo
 
 
 def trust(policy: Policy, backend: str, dist: Distribution,
-          inherited_digest: str | None = None) -> VerifiedBackend | None:
+          inherited: _handoff.Handoff | None = None) -> VerifiedBackend | None:
     """Verify `dist` as `backend` and guard its imports; None when the policy waives it.
 
-    A child that inherited a decision passes the manifest digest its parent verified: the
-    signature, binding, expiry and rollback checks run again, the file walk does not, and
-    the import guard still checks every file the child loads.
+    A child passes the decision it inherited: it loads the verification record its parent
+    wrote (bound by the digest in the decision) instead of verifying again, and the import
+    guard still checks every file the child loads against the verified hashes.
     """
     if not policy.trust.require_signatures:
         log(logging.WARNING, "tt_meta: require_signatures = false in %s: delegating to %s %s "
             "WITHOUT verifying it", policy.source, dist.name, dist.version)
         return None
-    verified = Verifier(policy.trust).verify(
-        backend, dist, check_files=inherited_digest is None, payload_digest=inherited_digest
-    )
+    verifier = Verifier(policy.trust)
+    if inherited is None:
+        verified = verifier.verify(backend, dist)
+    elif (inherited.manifest_digest is None or inherited.index_digest is None
+          or inherited.serial is None or inherited.signers is None):
+        raise TrustError(
+            "the recorded decision carries no verified manifest, but the policy requires "
+            "signatures",
+            where=f"environment variable {_handoff.ENV_DECISION}",
+            fix=f"unset {_handoff.ENV_DECISION} and start the server again",
+        )
+    else:
+        verified = verifier.inherited(dist, inherited.manifest_digest, inherited.index_digest,
+                                      inherited.serial, inherited.signers)
     _import_guard.install(verified)
     return verified
 
@@ -133,6 +144,9 @@ def activate(environ: MutableMapping[str, str], argv: Sequence[str]) -> Activati
         reason=decision.reason,
         policy=policy.source,
         manifest_digest=verified.payload_digest if verified else None,
+        index_digest=verified.index_digest if verified else None,
+        serial=verified.serial if verified else None,
+        signers=verified.signers if verified else None,
     )
     _handoff.record(environ, handoff)
     seconds = time.perf_counter() - started
@@ -172,14 +186,7 @@ def _reuse(
             where=where,
             fix="install the same backend version on every node of the server",
         )
-    if policy.trust.require_signatures and recorded.manifest_digest is None:
-        raise TrustError(
-            "the recorded decision carries no verified manifest, but the policy requires "
-            "signatures",
-            where=where,
-            fix=f"unset {_handoff.ENV_DECISION} and start the server again",
-        )
-    verified = trust(policy, recorded.backend, target.dist, recorded.manifest_digest)
+    verified = trust(policy, recorded.backend, target.dist, recorded)
     platform = call_platform(catalog, target)
     if platform != recorded.platform:
         raise HandoffError(

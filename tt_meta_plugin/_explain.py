@@ -51,7 +51,7 @@ def explain(environ: MutableMapping[str, str], argv: Sequence[str]) -> tuple[int
         verified = trust(chosen.policy, chosen.backend.name, target.dist)
         if verified is not None:
             report["manifest"] = {"path": str(verified.manifest_path),
-                                  "serial": verified.manifest.serial,
+                                  "serial": verified.serial,
                                   "signers": list(verified.signers),
                                   "files": len(verified.files)}
         else:

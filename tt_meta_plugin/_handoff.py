@@ -37,7 +37,12 @@ class Handoff:
     device: str | None
     reason: str
     policy: str
+    # The verified manifest (payload SHA-256), its serial and signers, and the SHA-256 of the
+    # verification record children load (see _verified_cache.py); all None without signatures.
     manifest_digest: str | None = None
+    index_digest: str | None = None
+    serial: int | None = None
+    signers: tuple[str, ...] | None = None
     format: int = _FORMAT
 
     def encode(self) -> str:
@@ -61,6 +66,8 @@ class Handoff:
                 where=f"environment variable {ENV_DECISION}",
                 fix=fix,
             )
+        if data["signers"] is not None:
+            data["signers"] = tuple(data["signers"])
         return cls(**data)
 
 

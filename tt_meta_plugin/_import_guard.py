@@ -75,10 +75,11 @@ class VerifiedImportGuard(MetaPathFinder):
     def check_bytes(self, path: str, data: bytes) -> None:
         rel = Path(path).resolve().relative_to(self.root).as_posix()
         entry = self.verified.files.get(rel)
-        name = self.verified.manifest.distribution
+        name = self.verified.distribution
         if entry is None:
             raise _refuse(f"{rel} is not in the verified manifest of {name}")
-        if len(data) != entry.size or hashlib.sha256(data).hexdigest() != entry.sha256:
+        size, digest = entry
+        if len(data) != size or hashlib.sha256(data).hexdigest() != digest:
             raise _refuse(f"{rel} does not match the verified manifest of {name} (changed "
                           "after verification)")
         self.loaded.append(rel)

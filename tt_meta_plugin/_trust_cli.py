@@ -71,8 +71,9 @@ def verify(args: argparse.Namespace) -> int:
             results.append({"distribution": dist.name, "version": str(dist.version),
                             "backend": backend, "ok": True,
                             "manifest": str(verified.manifest_path),
-                            "serial": verified.manifest.serial,
+                            "serial": verified.serial,
                             "signers": list(verified.signers), "files": len(verified.files),
+                            "hashed": verified.hashed_files,
                             "ms": round((time.perf_counter() - started) * 1e3, 1)})
         except TTMetaError as error:
             results.append({"distribution": dist.name, "version": str(dist.version),

@@ -20,19 +20,22 @@ import os
 import stat
 import sys
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from . import _perms
+from . import _perms, _verified_cache
 from ._envelope import MANIFEST_TYPE, Envelope, parse_envelope
 from ._errors import TrustError
 from ._hashing import sha256_files
-from ._keys import PUBLIC_SUFFIX, PublicKey, load_public
-from ._manifest import FileEntry, Manifest, check_relative_path, parse_manifest
+from ._manifest import Manifest, check_relative_path, parse_manifest
 from ._metadata import Distribution, normalize
 from ._policy import TrustSettings
 from ._state import StateDir
+
+if TYPE_CHECKING:
+    from ._keys import PublicKey
 
 
 def package_keys_dir() -> Path | None:
@@ -47,16 +50,24 @@ VLLM_GROUP_PREFIX = "vllm."
 
 @dataclass(frozen=True)
 class VerifiedBackend:
-    """A distribution proven equal to its signed manifest. Nothing unverified is in here."""
+    """A distribution proven equal to its signed manifest. Nothing unverified is in here.
 
-    manifest: Manifest
-    manifest_path: Path
-    payload_digest: str
+    `files` maps every signed path to its (size, SHA-256): what the import guard checks each
+    loaded module against. `index_digest` names the verification record children load.
+    """
+
+    distribution: str
+    version: str
+    serial: int
     signers: tuple[str, ...]
+    manifest_path: Path | None
+    payload_digest: str
+    index_digest: str
     root: Path
-    files: dict[str, FileEntry] = field(repr=False)
+    files: Mapping[str, tuple[int, str]] = field(repr=False, compare=False)
     top_levels: frozenset[str] = frozenset()
     files_checked: bool = True
+    hashed_files: int = 0
 
 
 def manifest_file_names(dist_name: str, version: str) -> tuple[str, str]:
@@ -105,6 +116,10 @@ class Verifier:
     def keys(self) -> dict[str, PublicKey]:
         """Trusted public keys: this package's keys/ and the policy's key_dirs."""
         if self._keys is None:
+            # Imported here: cryptography is needed only where signatures are checked (the
+            # first process), not in the children that inherit its verification.
+            from ._keys import PUBLIC_SUFFIX, load_public
+
             keys: dict[str, PublicKey] = {}
             shipped = package_keys_dir()
             for folder in ([shipped] if shipped else []) + [Path(d) for d in self.trust.key_dirs]:
@@ -128,9 +143,8 @@ class Verifier:
             found.append(info / IN_DIST_MANIFEST)
         return [p for p in found if p.is_file()]
 
-    def verify(self, backend: str, dist: Distribution, *, check_files: bool = True,
-               payload_digest: str | None = None) -> VerifiedBackend:
-        """Verify `dist` for `backend`; with `payload_digest`, only that manifest is accepted."""
+    def verify(self, backend: str, dist: Distribution) -> VerifiedBackend:
+        """Verify `dist` for `backend`: manifest, signatures, freshness, every file."""
         label = f"{dist.name} {dist.version}"
         _refuse_editable(dist, label)
         candidates = self.candidates(dist)
@@ -146,7 +160,7 @@ class Verifier:
         accepted: list[tuple[Manifest, Path, str, tuple[str, ...]]] = []
         for path in candidates:
             try:
-                accepted.append(self._check_manifest(path, backend, dist, payload_digest))
+                accepted.append(self._check_manifest(path, backend, dist))
             except TrustError as error:
                 errors.append(error)
         if not accepted:
@@ -159,16 +173,48 @@ class Verifier:
             )
         manifest, path, digest, signers = max(accepted, key=lambda item: item[0].serial)
         root = install_root(dist)
-        files = {f.path: f for f in manifest.files}
-        if check_files:
-            own = {path.relative_to(root).as_posix()} if path.is_relative_to(root) else set()
-            _check_files(manifest, root, dist, label, exempt=own)
-            self.state.check_and_raise(normalize(dist.name), manifest.serial, digest)
-        return VerifiedBackend(manifest, path, digest, signers, root, files,
-                               top_level_names(files), check_files)
+        own = {path.relative_to(root).as_posix()} if path.is_relative_to(root) else set()
+        tops = top_level_names(f.path for f in manifest.files)
+        cached = _verified_cache.load(self.trust.state_dir, digest, root,
+                                      self.trust.strict_permissions)
+        records, hashed = _check_files(manifest, root, dist, label, own, cached)
+        self.state.check_and_raise(normalize(dist.name), manifest.serial, digest)
+        index_digest = _verified_cache.store(self.trust.state_dir, digest, root, tops, records)
+        return VerifiedBackend(
+            distribution=manifest.distribution, version=manifest.version,
+            serial=manifest.serial, signers=signers, manifest_path=path,
+            payload_digest=digest, index_digest=index_digest, root=root,
+            files={p: (r[2], r[5]) for p, r in records.items()}, top_levels=tops,
+            files_checked=True, hashed_files=hashed,
+        )
 
-    def _check_manifest(self, path: Path, backend: str, dist: Distribution,
-                        payload_digest: str | None) -> tuple[Manifest, Path, str, tuple[str, ...]]:
+    def inherited(self, dist: Distribution, payload_digest: str, index_digest: str,
+                  serial: int, signers: tuple[str, ...]) -> VerifiedBackend:
+        """A child's view: the parent's verification record, bound by its digest.
+
+        The parent verified the manifest, every file, and recorded the result; the decision it
+        handed down names that record's SHA-256. Loading it is all a child needs for its
+        import guard: no manifest parsing, no signature check, no tree walk.
+        """
+        _refuse_editable(dist, f"{dist.name} {dist.version}")
+        root, tops, records = _verified_cache.load_for_child(
+            self.trust.state_dir, payload_digest, index_digest)
+        if root != install_root(dist):
+            raise TrustError(
+                f"{dist.name} {dist.version} is installed at {install_root(dist)}, but the "
+                f"parent verified it at {root}",
+                where=str(root), fix="start every process of one server in one environment",
+            )
+        return VerifiedBackend(
+            distribution=dist.name, version=str(dist.version), serial=serial,
+            signers=signers, manifest_path=None, payload_digest=payload_digest,
+            index_digest=index_digest, root=root,
+            files={p: (r[2], r[5]) for p, r in records.items()}, top_levels=tops,
+            files_checked=False,
+        )
+
+    def _check_manifest(self, path: Path, backend: str, dist: Distribution
+                        ) -> tuple[Manifest, Path, str, tuple[str, ...]]:
         where = str(path)
         _perms.check(path, "manifest", self.trust.strict_permissions)
         try:
@@ -184,11 +230,6 @@ class Verifier:
             )
         signers = self._check_signatures(envelope, backend, where)
         digest = hashlib.sha256(envelope.payload).hexdigest()
-        if payload_digest is not None and digest != payload_digest:
-            raise TrustError(
-                "this manifest is not the one the parent process verified",
-                where=where, fix="do not change manifests while a vLLM server starts",
-            )
         manifest = parse_manifest(envelope.payload, where)  # only verified bytes are parsed
         label = f"{dist.name} {dist.version}"
         for what, signed, installed in (
@@ -288,50 +329,76 @@ class _Tampered:
 
 
 def _check_files(manifest: Manifest, root: Path, dist: Distribution, label: str,
-                 exempt: set[str]) -> None:
+                 exempt: set[str], cached: dict[str, _verified_cache.Record] | None
+                 ) -> tuple[dict[str, _verified_cache.Record], int]:
+    """Every signed file present and equal, nothing added. Returns the verification records
+    and how many files had to be hashed (those not unchanged since a cached verification)."""
     fail = _Tampered(label, root)
-    entries = manifest.files
-    for entry in entries:
+    signed = {e.path for e in manifest.files}
+    found = _scan(root, signed | exempt, fail)
+    keys: dict[str, tuple[int, int, int, int, int]] = {}
+    for entry in manifest.files:
         why = check_relative_path(entry.path)
         if why:
             raise fail(f"the manifest path {entry.path!r} {why}", entry.path)
-        full = root / entry.path
-        try:
-            info = os.lstat(full)
-        except FileNotFoundError:
-            raise fail("a signed file is missing", entry.path) from None
+        info = found.get(entry.path)
+        if info is None:
+            try:
+                info = os.lstat(root / entry.path)  # a file outside the scanned directories
+            except FileNotFoundError:
+                raise fail("a signed file is missing", entry.path) from None
+            if os.path.realpath(root / entry.path) != str(root / entry.path):
+                raise fail("a signed file's path goes through a symlink", entry.path)
         if stat.S_ISLNK(info.st_mode) or not stat.S_ISREG(info.st_mode):
             raise fail("a signed file is a symlink or not a regular file", entry.path)
-        if os.path.realpath(full) != str(full):
-            raise fail("a signed file's path goes through a symlink", entry.path)
         if info.st_size != entry.size:
             raise fail(f"a signed file changed size ({entry.size} -> {info.st_size} bytes)",
                        entry.path)
-    hashed = sha256_files([root / e.path for e in entries])
-    for entry, (_, digest) in zip(entries, hashed, strict=True):
+        keys[entry.path] = (info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns,
+                            info.st_ctime_ns)
+    cached = cached or {}
+    stale = [e for e in manifest.files
+             if (c := cached.get(e.path)) is None or c[:5] != keys[e.path] or c[5] != e.sha256]
+    hashed = sha256_files([root / e.path for e in stale])
+    for entry, (_, digest) in zip(stale, hashed, strict=True):
         if digest != entry.sha256:
             raise fail("a signed file was modified (its SHA-256 differs)", entry.path)
-    _check_no_extras(manifest, root, dist, exempt, fail)
+    _check_install_root(root, dist, signed, fail)
+    return {e.path: (*keys[e.path], e.sha256) for e in manifest.files}, len(stale)
 
 
-def _check_no_extras(manifest: Manifest, root: Path, dist: Distribution, exempt: set[str],
-                     fail: _Tampered) -> None:
-    signed = {e.path for e in manifest.files} | exempt
-    tops = {p.split("/", 1)[0] for p in signed if "/" in p}
-    for top in sorted(tops):
+def _scan(root: Path, signed: set[str], fail: _Tampered) -> dict[str, os.stat_result]:
+    """lstat every file under the distribution's directories, refusing symlinks and files
+    the manifest does not list, in one pass."""
+    found: dict[str, os.stat_result] = {}
+    tops = sorted({p.split("/", 1)[0] for p in signed if "/" in p})
+    pending = []
+    for top in tops:
         if os.path.islink(root / top):
             raise fail("a package directory is a symlink", top)
-        for folder, dirs, names in os.walk(root / top):
-            rel_folder = Path(folder).relative_to(root).as_posix()
-            for name in dirs:
-                if os.path.islink(os.path.join(folder, name)):
-                    raise fail("a symlink was added among the signed files",
-                               f"{rel_folder}/{name}")
-            for name in names:
-                rel = f"{rel_folder}/{name}"
-                if rel in signed or _is_cached_bytecode(rel, signed):
-                    continue
+        pending.append((root / top, top))
+    while pending:
+        folder, rel_folder = pending.pop()
+        try:
+            entries = list(os.scandir(folder))
+        except FileNotFoundError:
+            continue  # a missing directory: its files are reported missing
+        for item in entries:
+            rel = f"{rel_folder}/{item.name}"
+            if item.is_symlink():
+                raise fail("a symlink was added among the signed files", rel)
+            if item.is_dir(follow_symlinks=False):
+                pending.append((Path(item.path), rel))
+            elif rel in signed:
+                found[rel] = item.stat(follow_symlinks=False)
+            elif not _is_cached_bytecode(rel, signed):
                 raise fail("a file that is not in the manifest was added", rel)
+    return found
+
+
+def _check_install_root(root: Path, dist: Distribution, signed: set[str], fail: _Tampered
+                        ) -> None:
+    """No second record of the distribution, no .pth naming it, no shadow on sys.path."""
     norm = normalize(dist.name).replace("-", "_")
     own_info = {p.split("/", 1)[0] for p in signed if p.split("/", 1)[0].endswith(".dist-info")}
     tops_py = top_level_names(signed)

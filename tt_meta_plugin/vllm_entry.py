@@ -63,7 +63,7 @@ def current() -> Activation:
         verdict="inherited" if act.inherited else "delegated",
         backend=act.handoff.backend, distribution=act.handoff.distribution,
         version=act.handoff.version, reason=act.handoff.reason, platform=act.platform,
-        serial=verified.manifest.serial if verified else None,
+        serial=verified.serial if verified else None,
         signers=list(verified.signers) if verified else None,
         verified="signature" if verified and not verified.files_checked
         else "files" if verified else "no (require_signatures = false)",
