@@ -629,3 +629,42 @@ def test_verify_command(scene: Scene) -> None:
     bad = verify("--dist", "tt-vllm-plugin")
     assert bad.returncode == 1 and "FAILED tt-vllm-plugin" in bad.stdout
 
+
+
+def test_verification_cache_skips_unchanged_files_only(scene: Scene) -> None:
+    def verify() -> dict[str, Any]:
+        proc = subprocess.run(
+            [sys.executable, "-m", "tt_meta_plugin.cli", "verify", "--json", "--dist",
+             "tt-vllm-plugin"], env=clean_env(PYTHONPATH=str(scene.site),
+                                              TT_META_POLICY=str(scene.policy)),
+            capture_output=True, text=True, timeout=60)
+        (report,) = json.loads(proc.stdout)
+        return dict(report)
+
+    cold = verify()
+    assert cold["ok"] and cold["hashed"] == cold["files"]
+    warm = verify()
+    assert warm["ok"] and warm["hashed"] == 0  # nothing changed: no file hashed again
+    os.utime(_platform_py(scene))  # metadata changed, content not: rehash that one file
+    touched = verify()
+    assert touched["ok"] and touched["hashed"] == 1
+    path = scene.site / "tt_vllm_plugin" / "__init__.py"
+    data = path.read_bytes()
+    info = path.stat()
+    path.write_bytes(data.replace(b"unconditionally", b"UNCONDITIONALLY"))
+    os.utime(path, ns=(info.st_atime_ns, info.st_mtime_ns))  # same size, same mtime
+    tampered = verify()
+    assert not tampered["ok"] and "SHA-256 differs" in tampered["error"]  # ctime moved
+
+
+def test_child_record_changed_after_parent_wrote_it(scene: Scene) -> None:
+    parent = scene.run()
+    decision = json.loads(str(parent.result["decision"]))
+    record = scene.state / "verified" / f"{decision['manifest_digest']}.idx"
+    record.write_bytes(record.read_bytes() + b"x")
+    child = scene.run_process(scene.site, ["/venv/bin/worker.py"],
+                              TT_META_DECISION=json.dumps(decision),
+                              TT_META_POLICY=str(scene.policy))
+    assert child.refused
+    assert "the parent's verification record changed after the parent wrote it" in child.stderr
+    assert child.events == []
