@@ -40,6 +40,13 @@ class Manifest:
     serial: int
     files: tuple[FileEntry, ...]
 
+    def facts(self) -> dict[str, Any]:
+        """Everything but the file list (kept by the verification cache)."""
+        return {"backend": self.backend, "distribution": self.distribution,
+                "version": self.version, "entry_points": self.entry_points,
+                "vllm_requirement": self.vllm_requirement, "issued": self.issued,
+                "expires": self.expires, "serial": self.serial}
+
     def to_payload(self) -> dict[str, Any]:
         return {
             "_type": MANIFEST_KIND,
@@ -56,16 +63,19 @@ class Manifest:
         }
 
 
+_BAD_CHARS = re.compile(r"[\x00-\x1f\\]")
+_BAD_PARTS = re.compile(r"(^|/)(\.{0,2})(/|$)")
+
+
 def check_relative_path(path: str) -> str | None:
     """Why `path` may not name a file inside the install root, or None when it may."""
-    if not path or path.startswith(("/", "\\")) or re.match(r"^[A-Za-z]:", path):
+    if not path or path[0] == "/" or (len(path) > 1 and path[1] == ":"):
         return "is absolute or empty"
-    if "\\" in path or "\x00" in path or any(ord(c) < 32 for c in path):
+    if _BAD_CHARS.search(path):
         return "holds a backslash or control character"
-    if unicodedata.normalize("NFC", path) != path:
+    if not path.isascii() and unicodedata.normalize("NFC", path) != path:
         return "is not in Unicode normal form NFC"
-    parts = path.split("/")
-    if any(part in ("", ".", "..") for part in parts):
+    if _BAD_PARTS.search(path):
         return "has an empty, '.' or '..' component"
     return None
 

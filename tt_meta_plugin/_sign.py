@@ -58,7 +58,7 @@ def build_manifest(dist: Distribution, backend: str, serial: int, expires_days: 
     if not top_level_names(paths):
         raise ConfigError(f"{dist.name} has no importable files under {root}",
                           fix="sign the installed backend, not a metadata-only distribution")
-    hashes = sha256_files([root / p for p in paths])
+    hashes = sha256_files([str(root / p) for p in paths])
     catalog = Catalog()
     requirement = None
     if backend in catalog.names():

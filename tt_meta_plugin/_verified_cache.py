@@ -23,11 +23,12 @@ import marshal
 import os
 import tempfile
 from pathlib import Path
+from typing import Any
 
 from . import _perms
 from ._errors import TrustError
 
-_FORMAT = 1
+_FORMAT = 2
 SUBDIR = "verified"
 
 # path -> (dev, ino, size, mtime_ns, ctime_ns, sha256 hex)
@@ -39,8 +40,10 @@ def index_path(state_dir: str, payload_digest: str) -> Path:
 
 
 def load(state_dir: str, payload_digest: str, root: Path, strict: bool
-         ) -> dict[str, Record] | None:
-    """The records of a previous verification of this manifest at this root, if any."""
+         ) -> tuple[dict[str, Any], dict[str, Record], frozenset[str], str] | None:
+    """(signed facts, file records) of a previous verification of this manifest at this
+    root, if any, with the top-level names and the record's own digest. The facts are the
+    manifest's fields other than its file list, so a warm process need not parse it again."""
     path = index_path(state_dir, payload_digest)
     try:
         raw = path.read_bytes()
@@ -48,20 +51,23 @@ def load(state_dir: str, payload_digest: str, root: Path, strict: bool
         return None
     _perms.check(path, "verification cache", strict)
     try:
-        fmt, digest, cached_root, _tops, records = marshal.loads(raw)
+        fmt, digest, cached_root, _tops, facts, records = marshal.loads(raw)
     except (EOFError, ValueError, TypeError):
         return None  # unreadable: verify from scratch and rewrite it
     if fmt != _FORMAT or digest != payload_digest or cached_root != str(root):
         return None
-    return records if isinstance(records, dict) else None
+    if not isinstance(records, dict) or not isinstance(facts, dict):
+        return None
+    return facts, records, frozenset(_tops), hashlib.sha256(raw).hexdigest()
 
 
 def store(state_dir: str, payload_digest: str, root: Path, top_levels: frozenset[str],
-          records: dict[str, Record]) -> str:
+          facts: dict[str, Any], records: dict[str, Record]) -> str:
     """Write the records atomically; return the SHA-256 of the written bytes."""
     folder = Path(state_dir) / SUBDIR
     folder.mkdir(mode=0o700, parents=True, exist_ok=True)
-    raw = marshal.dumps((_FORMAT, payload_digest, str(root), sorted(top_levels), records))
+    raw = marshal.dumps((_FORMAT, payload_digest, str(root), sorted(top_levels), facts,
+                         records))
     fd, tmp = tempfile.mkstemp(dir=folder, prefix=".idx.")
     with os.fdopen(fd, "wb") as handle:
         handle.write(raw)
@@ -82,5 +88,5 @@ def load_for_child(state_dir: str, payload_digest: str, index_digest: str
     if hashlib.sha256(raw).hexdigest() != index_digest:
         raise TrustError("the parent's verification record changed after the parent wrote it",
                          where=str(path), fix=fix)
-    _fmt, _digest, root, tops, records = marshal.loads(raw)
+    _fmt, _digest, root, tops, _facts, records = marshal.loads(raw)
     return Path(root), frozenset(tops), records

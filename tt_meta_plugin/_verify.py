@@ -23,13 +23,13 @@ import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from . import _perms, _verified_cache
 from ._envelope import MANIFEST_TYPE, Envelope, parse_envelope
 from ._errors import TrustError
 from ._hashing import sha256_files
-from ._manifest import Manifest, check_relative_path, parse_manifest
+from ._manifest import parse_manifest
 from ._metadata import Distribution, normalize
 from ._policy import TrustSettings
 from ._state import StateDir
@@ -46,6 +46,21 @@ def package_keys_dir() -> Path | None:
 
 IN_DIST_MANIFEST = "tt_meta.manifest.json"
 VLLM_GROUP_PREFIX = "vllm."
+
+
+@dataclass(frozen=True)
+class _Candidate:
+    """A manifest whose signatures and facts passed; its files are still to be checked."""
+
+    path: Path
+    root: Path
+    digest: str
+    signers: tuple[str, ...]
+    facts: dict[str, Any]
+    files: dict[str, tuple[int, str]]
+    tops: frozenset[str]
+    cached: dict[str, _verified_cache.Record] | None
+    cached_digest: str | None
 
 
 @dataclass(frozen=True)
@@ -157,7 +172,7 @@ class Verifier:
                 f"{backend} --key KEY.key",
             )
         errors: list[TrustError] = []
-        accepted: list[tuple[Manifest, Path, str, tuple[str, ...]]] = []
+        accepted: list[_Candidate] = []
         for path in candidates:
             try:
                 accepted.append(self._check_manifest(path, backend, dist))
@@ -171,21 +186,23 @@ class Verifier:
                 + "; ".join(f"{e.where}: {e.summary}" for e in errors),
                 fix=errors[0].fix,
             )
-        manifest, path, digest, signers = max(accepted, key=lambda item: item[0].serial)
-        root = install_root(dist)
+        best = max(accepted, key=lambda c: c.facts["serial"])
+        root, path, digest = best.root, best.path, best.digest
         own = {path.relative_to(root).as_posix()} if path.is_relative_to(root) else set()
-        tops = top_level_names(f.path for f in manifest.files)
-        cached = _verified_cache.load(self.trust.state_dir, digest, root,
-                                      self.trust.strict_permissions)
-        records, hashed = _check_files(manifest, root, dist, label, own, cached)
-        self.state.check_and_raise(normalize(dist.name), manifest.serial, digest)
-        index_digest = _verified_cache.store(self.trust.state_dir, digest, root, tops, records)
+        tops = best.tops
+        records, hashed = _check_files(best.files, root, dist, label, own, best.cached, tops)
+        serial = best.facts["serial"]
+        self.state.check_and_raise(normalize(dist.name), serial, digest)
+        if hashed == 0 and best.cached_digest is not None:
+            index_digest = best.cached_digest  # nothing changed: the record stands as it is
+        else:
+            index_digest = _verified_cache.store(self.trust.state_dir, digest, root, tops,
+                                                 best.facts, records)
         return VerifiedBackend(
-            distribution=manifest.distribution, version=manifest.version,
-            serial=manifest.serial, signers=signers, manifest_path=path,
+            distribution=best.facts["distribution"], version=best.facts["version"],
+            serial=serial, signers=best.signers, manifest_path=path,
             payload_digest=digest, index_digest=index_digest, root=root,
-            files={p: (r[2], r[5]) for p, r in records.items()}, top_levels=tops,
-            files_checked=True, hashed_files=hashed,
+            files=best.files, top_levels=tops, files_checked=True, hashed_files=hashed,
         )
 
     def inherited(self, dist: Distribution, payload_digest: str, index_digest: str,
@@ -213,8 +230,7 @@ class Verifier:
             files_checked=False,
         )
 
-    def _check_manifest(self, path: Path, backend: str, dist: Distribution
-                        ) -> tuple[Manifest, Path, str, tuple[str, ...]]:
+    def _check_manifest(self, path: Path, backend: str, dist: Distribution) -> _Candidate:
         where = str(path)
         _perms.check(path, "manifest", self.trust.strict_permissions)
         try:
@@ -230,12 +246,23 @@ class Verifier:
             )
         signers = self._check_signatures(envelope, backend, where)
         digest = hashlib.sha256(envelope.payload).hexdigest()
-        manifest = parse_manifest(envelope.payload, where)  # only verified bytes are parsed
+        root = install_root(dist)
+        cached = _verified_cache.load(self.trust.state_dir, digest, root,
+                                      self.trust.strict_permissions)
+        if cached is not None:
+            # These exact payload bytes were parsed and verified before: reuse what they say.
+            facts, records, tops, index_digest = cached
+            files = {p: (r[2], r[5]) for p, r in records.items()}
+        else:
+            manifest = parse_manifest(envelope.payload, where)  # only verified bytes are parsed
+            facts = manifest.facts()
+            files = {f.path: (f.size, f.sha256) for f in manifest.files}
+            records, tops, index_digest = None, top_level_names(files), None
         label = f"{dist.name} {dist.version}"
         for what, signed, installed in (
-            ("backend", manifest.backend, backend),
-            ("distribution", normalize(manifest.distribution), normalize(dist.name)),
-            ("version", manifest.version, str(dist.version)),
+            ("backend", facts["backend"], backend),
+            ("distribution", normalize(facts["distribution"]), normalize(dist.name)),
+            ("version", facts["version"], str(dist.version)),
         ):
             if signed != installed:
                 raise TrustError(
@@ -243,26 +270,27 @@ class Verifier:
                     f"being verified ({label})",
                     where=where, fix="use the manifest made for this distribution and version",
                 )
-        if manifest.expires <= self.now:
+        if facts["expires"] <= self.now:
             raise TrustError(
                 f"the manifest for {label} expired at "
-                f"{time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime(manifest.expires))}",
+                f"{time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime(facts['expires']))}",
                 where=where, fix="sign the backend again (tt-meta sign --expires DAYS)",
             )
-        if manifest.entry_points != installed_entry_points(dist):
+        if facts["entry_points"] != installed_entry_points(dist):
             raise TrustError(
                 f"the vLLM entry points installed for {label} differ from the signed ones",
                 where=where, fix="reinstall the backend from the wheel that was signed",
             )
         mark = self.state.mark(normalize(dist.name))
-        if mark is not None and manifest.serial < mark[0]:
+        if mark is not None and facts["serial"] < mark[0]:
             raise TrustError(
-                f"rollback: the manifest for {label} has serial {manifest.serial}, but serial "
+                f"rollback: the manifest for {label} has serial {facts['serial']}, but serial "
                 f"{mark[0]} was already seen on this machine",
                 where=where,
                 fix="install the backend version of the newest manifest, with that manifest",
             )
-        return manifest, path, digest, signers
+        return _Candidate(path, root, digest, signers, facts, files, tops, records,
+                          index_digest)
 
     def _check_signatures(self, envelope: Envelope, backend: str, where: str
                           ) -> tuple[str, ...]:
@@ -328,43 +356,42 @@ class _Tampered:
                           "the installed files again if this change is intended")
 
 
-def _check_files(manifest: Manifest, root: Path, dist: Distribution, label: str,
-                 exempt: set[str], cached: dict[str, _verified_cache.Record] | None
-                 ) -> tuple[dict[str, _verified_cache.Record], int]:
+def _check_files(expected: Mapping[str, tuple[int, str]], root: Path, dist: Distribution,
+                 label: str, exempt: set[str], cached: dict[str, _verified_cache.Record] | None,
+                 tops: frozenset[str]) -> tuple[dict[str, _verified_cache.Record], int]:
     """Every signed file present and equal, nothing added. Returns the verification records
     and how many files had to be hashed (those not unchanged since a cached verification)."""
     fail = _Tampered(label, root)
-    signed = {e.path for e in manifest.files}
+    signed = set(expected)
     found = _scan(root, signed | exempt, fail)
-    keys: dict[str, tuple[int, int, int, int, int]] = {}
-    for entry in manifest.files:
-        why = check_relative_path(entry.path)
-        if why:
-            raise fail(f"the manifest path {entry.path!r} {why}", entry.path)
-        info = found.get(entry.path)
-        if info is None:
-            try:
-                info = os.lstat(root / entry.path)  # a file outside the scanned directories
-            except FileNotFoundError:
-                raise fail("a signed file is missing", entry.path) from None
-            if os.path.realpath(root / entry.path) != str(root / entry.path):
-                raise fail("a signed file's path goes through a symlink", entry.path)
-        if stat.S_ISLNK(info.st_mode) or not stat.S_ISREG(info.st_mode):
-            raise fail("a signed file is a symlink or not a regular file", entry.path)
-        if info.st_size != entry.size:
-            raise fail(f"a signed file changed size ({entry.size} -> {info.st_size} bytes)",
-                       entry.path)
-        keys[entry.path] = (info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns,
-                            info.st_ctime_ns)
+    base = str(root)
     cached = cached or {}
-    stale = [e for e in manifest.files
-             if (c := cached.get(e.path)) is None or c[:5] != keys[e.path] or c[5] != e.sha256]
-    hashed = sha256_files([root / e.path for e in stale])
-    for entry, (_, digest) in zip(stale, hashed, strict=True):
-        if digest != entry.sha256:
-            raise fail("a signed file was modified (its SHA-256 differs)", entry.path)
-    _check_install_root(root, dist, signed, fail)
-    return {e.path: (*keys[e.path], e.sha256) for e in manifest.files}, len(stale)
+    records: dict[str, _verified_cache.Record] = {}
+    stale: list[str] = []
+    for rel, (size, digest) in expected.items():  # paths were checked by parse_manifest
+        info = found.get(rel)
+        if info is None:
+            full = f"{base}/{rel}"
+            try:
+                info = os.lstat(full)  # a file outside the scanned directories
+            except FileNotFoundError:
+                raise fail("a signed file is missing", rel) from None
+            if os.path.realpath(full) != full:
+                raise fail("a signed file's path goes through a symlink", rel)
+        if stat.S_ISLNK(info.st_mode) or not stat.S_ISREG(info.st_mode):
+            raise fail("a signed file is a symlink or not a regular file", rel)
+        if info.st_size != size:
+            raise fail(f"a signed file changed size ({size} -> {info.st_size} bytes)", rel)
+        record = (info.st_dev, info.st_ino, size, info.st_mtime_ns, info.st_ctime_ns, digest)
+        if cached.get(rel) != record:
+            stale.append(rel)
+        records[rel] = record
+    hashed = sha256_files([f"{base}/{rel}" for rel in stale], [expected[r][0] for r in stale])
+    for rel, (_, digest) in zip(stale, hashed, strict=True):
+        if digest != expected[rel][1]:
+            raise fail("a signed file was modified (its SHA-256 differs)", rel)
+    _check_install_root(root, dist, signed, tops, fail)
+    return records, len(stale)
 
 
 def _scan(root: Path, signed: set[str], fail: _Tampered) -> dict[str, os.stat_result]:
@@ -396,12 +423,11 @@ def _scan(root: Path, signed: set[str], fail: _Tampered) -> dict[str, os.stat_re
     return found
 
 
-def _check_install_root(root: Path, dist: Distribution, signed: set[str], fail: _Tampered
-                        ) -> None:
+def _check_install_root(root: Path, dist: Distribution, signed: set[str],
+                        tops_py: frozenset[str], fail: _Tampered) -> None:
     """No second record of the distribution, no .pth naming it, no shadow on sys.path."""
     norm = normalize(dist.name).replace("-", "_")
     own_info = {p.split("/", 1)[0] for p in signed if p.split("/", 1)[0].endswith(".dist-info")}
-    tops_py = top_level_names(signed)
     for entry in os.scandir(root):
         name = entry.name
         record_of = normalize(name.split("-", 1)[0].split(".", 1)[0]).replace("-", "_")
