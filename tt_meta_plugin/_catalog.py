@@ -153,7 +153,7 @@ class Catalog:
         if ep is None:
             return
         if self._before_load is not None and ep.dist is not None:
-            self._before_load(name, ep.dist)  # type: ignore[arg-type]
+            self._before_load(name, ep.dist)
         try:
             plugin = ep.load()
             # An entry point may name a module, an object or a class; a class is instantiated.

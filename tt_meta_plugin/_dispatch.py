@@ -15,10 +15,10 @@ import time
 from collections.abc import MutableMapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from . import _handoff, _import_guard, _perms
 from ._catalog import Backend, Catalog
-from ._decide import Decision, decide, gather_facts
 from ._delegate import Target, call_platform, check_vllm_plugins, locate, vllm_mismatch
 from ._errors import DelegationError, HandoffError, SelectionError, TrustError
 from ._inputs import Inputs, read_inputs
@@ -26,6 +26,9 @@ from ._log import log
 from ._metadata import Distribution
 from ._policy import Policy, load_policy
 from ._verify import VerifiedBackend, Verifier
+
+if TYPE_CHECKING:
+    from ._decide import Decision
 
 
 @dataclass(frozen=True)
@@ -71,6 +74,8 @@ def catalog_for(policy: Policy) -> Catalog:
 
 def plan(environ: MutableMapping[str, str], argv: Sequence[str], catalog: Catalog,
          policy: Policy) -> Plan:
+    from ._decide import decide, gather_facts  # first processes only
+
     inputs = read_inputs(environ, argv)
     facts, config = gather_facts(inputs, environ)
     decision = decide(policy, inputs, facts, config)

@@ -1,7 +1,8 @@
 """Installed-distribution metadata, one API on every supported Python.
 
-The standard library's `importlib.metadata` has what we need from 3.12 on (and vLLM has
-already imported it, so it costs nothing); older Pythons use the `importlib-metadata` backport.
+The standard library's `importlib.metadata` has what we need from 3.11 on, and vLLM has
+already imported it, so in a vLLM process it costs nothing; Python 3.10 uses the
+`importlib-metadata` backport.
 """
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ from __future__ import annotations
 import re
 import sys
 
-if sys.version_info >= (3, 12):
+if sys.version_info >= (3, 11):
     from importlib.metadata import (
         Distribution,
         EntryPoint,
@@ -47,6 +48,6 @@ def normalize(name: str) -> str:
 
 def find_distribution(name: str) -> Distribution | None:
     try:
-        return distribution(name)  # type: ignore[return-value]
+        return distribution(name)
     except PackageNotFoundError:
         return None

@@ -26,16 +26,17 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from . import _perms, _verified_cache
-from ._envelope import MANIFEST_TYPE, Envelope, parse_envelope
 from ._errors import TrustError
 from ._hashing import sha256_files
-from ._manifest import parse_manifest
 from ._metadata import Distribution, normalize
 from ._policy import TrustSettings
-from ._state import StateDir
 
+# What only a full verification (a first process) needs is imported where it is used, so a
+# child that inherits the verification pays nothing for it.
 if TYPE_CHECKING:
+    from ._envelope import Envelope
     from ._keys import PublicKey
+    from ._state import StateDir
 
 
 def package_keys_dir() -> Path | None:
@@ -125,8 +126,16 @@ class Verifier:
     def __init__(self, trust: TrustSettings, now: float | None = None) -> None:
         self.trust = trust
         self.now = int(time.time() if now is None else now)
-        self.state = StateDir(trust.state_dir, trust.strict_permissions)
+        self._state: StateDir | None = None
         self._keys: dict[str, PublicKey] | None = None
+
+    @property
+    def state(self) -> StateDir:
+        if self._state is None:
+            from ._state import StateDir
+
+            self._state = StateDir(self.trust.state_dir, self.trust.strict_permissions)
+        return self._state
 
     def keys(self) -> dict[str, PublicKey]:
         """Trusted public keys: this package's keys/ and the policy's key_dirs."""
@@ -231,6 +240,9 @@ class Verifier:
         )
 
     def _check_manifest(self, path: Path, backend: str, dist: Distribution) -> _Candidate:
+        from ._envelope import MANIFEST_TYPE, parse_envelope
+        from ._manifest import parse_manifest
+
         where = str(path)
         _perms.check(path, "manifest", self.trust.strict_permissions)
         try:
