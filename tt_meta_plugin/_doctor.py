@@ -10,7 +10,7 @@ from ._catalog import Catalog
 from ._delegate import check_vllm_plugins, installed_vllm_version, locate, vllm_mismatch
 from ._errors import TTMetaError
 from ._handoff import ENV_DECISION
-from ._metadata import PLATFORM_GROUP, entry_points
+from ._metadata import PLATFORM_GROUP, entry_points, normalize
 from ._policy import load_policy
 
 OK, WARN, FAIL = "ok", "warn", "FAIL"
@@ -80,10 +80,10 @@ def run_checks(environ: Mapping[str, str]) -> list[Check]:
         if mismatch:
             checks.append(Check(WARN, topic, mismatch, "install the vLLM the backend needs"))
 
-    known = {d.lower() for d in catalog.distribution_names()} | {"tt-meta-plugin"}
+    known = {normalize(d) for d in catalog.distribution_names()} | {"tt-meta-plugin"}
     for ep in entry_points(group=PLATFORM_GROUP):
         owner = ep.dist.name if ep.dist else "?"
-        if owner.lower().replace("_", "-") not in known:
+        if normalize(owner) not in known:
             checks.append(Check(WARN, "platform plugins",
                                 f"'{ep.name}' of {owner} is another platform plugin",
                                 "leave it out of VLLM_PLUGINS"))
