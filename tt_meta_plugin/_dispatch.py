@@ -13,9 +13,8 @@ import logging
 import os
 import time
 from collections.abc import MutableMapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 from . import _handoff, _import_guard, _perms
 from ._catalog import Backend, Catalog
@@ -31,8 +30,7 @@ if TYPE_CHECKING:
     from ._decide import Decision
 
 
-@dataclass(frozen=True)
-class Plan:
+class Plan(NamedTuple):
     """A decision and the installed distribution that would carry it out."""
 
     policy: Policy
@@ -43,8 +41,7 @@ class Plan:
     vllm_warning: str | None
 
 
-@dataclass(frozen=True)
-class Activation:
+class Activation(NamedTuple):
     """What one vLLM process runs on."""
 
     policy: Policy

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import glob
 from collections.abc import Mapping
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from ._catalog import Catalog
 from ._delegate import check_vllm_plugins, installed_vllm_version, locate, vllm_mismatch
@@ -17,8 +17,7 @@ OK, WARN, FAIL = "ok", "warn", "FAIL"
 DEVICE_GLOB = "/dev/tenstorrent/*"
 
 
-@dataclass(frozen=True)
-class Check:
+class Check(NamedTuple):
     status: str
     topic: str
     message: str

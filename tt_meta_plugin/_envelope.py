@@ -11,8 +11,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from ._errors import TrustError
 
@@ -21,14 +20,12 @@ MAX_ENVELOPE_BYTES = 64 << 20  # a manifest of 50k files is ~8 MB; anything far 
 _MAX_SIGNATURES = 16
 
 
-@dataclass(frozen=True)
-class Signature:
+class Signature(NamedTuple):
     keyid: str
     sig: bytes
 
 
-@dataclass(frozen=True)
-class Envelope:
+class Envelope(NamedTuple):
     payload_type: str
     payload: bytes
     signatures: tuple[Signature, ...]

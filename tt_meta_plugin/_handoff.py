@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Mapping, MutableMapping
-from dataclasses import asdict, dataclass, fields
+from typing import NamedTuple
 
 from ._errors import ConfigError, HandoffError
 from ._inputs import Inputs
@@ -25,8 +25,7 @@ ENV_RAY_COPY = "VLLM_RAY_EXTRA_ENV_VARS_TO_COPY"
 _FORMAT = 1
 
 
-@dataclass(frozen=True)
-class Handoff:
+class Handoff(NamedTuple):
     """The decision as children need it: what to load, and what it was decided for."""
 
     backend: str
@@ -46,7 +45,7 @@ class Handoff:
     format: int = _FORMAT
 
     def encode(self) -> str:
-        return json.dumps(asdict(self), sort_keys=True, separators=(",", ":"))
+        return json.dumps(self._asdict(), sort_keys=True, separators=(",", ":"))
 
     @classmethod
     def decode(cls, text: str) -> Handoff:
@@ -59,7 +58,7 @@ class Handoff:
                 where=f"environment variable {ENV_DECISION}",
                 fix=fix,
             ) from None
-        names = {f.name for f in fields(cls)}
+        names = set(cls._fields)
         if not isinstance(data, dict) or data.get("format") != _FORMAT or set(data) != names:
             raise ConfigError(
                 f"{ENV_DECISION} holds a decision in a format this tt_meta does not read",

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from ._errors import ConfigError, where
 
@@ -24,8 +24,7 @@ ENV_HF_MODEL = "HF_MODEL"
 _MAX_CONFIG_BYTES = 1 << 20
 
 
-@dataclass(frozen=True)
-class Input:
+class Input(NamedTuple):
     """One value and where it was read."""
 
     value: str
@@ -35,8 +34,7 @@ class Input:
         return f"{self.value!r} (from {self.source})"
 
 
-@dataclass(frozen=True)
-class Inputs:
+class Inputs(NamedTuple):
     """Everything read from the environment and command line of this process."""
 
     model: Input | None

@@ -8,8 +8,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from ._envelope import strict_json
 from ._errors import TrustError
@@ -21,15 +20,13 @@ _TOP = {"_type", "spec_version", "backend", "distribution", "version", "entry_po
         "vllm_requirement", "issued", "expires", "serial", "files"}
 
 
-@dataclass(frozen=True)
-class FileEntry:
+class FileEntry(NamedTuple):
     path: str
     size: int
     sha256: str
 
 
-@dataclass(frozen=True)
-class Manifest:
+class Manifest(NamedTuple):
     backend: str
     distribution: str
     version: str

@@ -10,8 +10,8 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 from ._errors import ConfigError, where
 
@@ -22,8 +22,7 @@ METADATA_BACKEND_KEY = "tt_meta_backend"
 _MAX_CONFIG_BYTES = 4 << 20
 
 
-@dataclass(frozen=True)
-class ModelConfig:
+class ModelConfig(NamedTuple):
     """What a model's config.json says about it; all empty when no config was found."""
 
     path: Path | None = None

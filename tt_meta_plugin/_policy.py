@@ -10,10 +10,9 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 from ._errors import ConfigError, where
 
@@ -31,8 +30,7 @@ _MAX_POLICY_BYTES = 1 << 20
 MATCH_KEYS = ("model", "architecture", "model_type", "device")
 
 
-@dataclass(frozen=True)
-class Facts:
+class Facts(NamedTuple):
     """What a rule can match on. Empty values never match a rule that names them."""
 
     model: str | None = None
@@ -42,8 +40,7 @@ class Facts:
     device: str | None = None
 
 
-@dataclass(frozen=True)
-class Rule:
+class Rule(NamedTuple):
     """One `[[rule]]` table: every key it names must match; a key with a list matches any."""
 
     number: int
@@ -80,8 +77,7 @@ DEFAULT_MANIFEST_DIR = "/etc/tt-meta/manifests"
 DEFAULT_STATE_DIR = "/var/lib/tt-meta"
 
 
-@dataclass(frozen=True)
-class TrustSettings:
+class TrustSettings(NamedTuple):
     """The `[trust]` table: who may sign what, and where manifests and state live."""
 
     require_signatures: bool = True
@@ -99,8 +95,7 @@ class TrustSettings:
         return dict(self.signers).get(backend, ())
 
 
-@dataclass(frozen=True)
-class Policy:
+class Policy(NamedTuple):
     source: str
     version: int
     allowed_backends: tuple[str, ...]
@@ -108,8 +103,8 @@ class Policy:
     rules: tuple[Rule, ...] = ()
     trust_model_metadata: bool = False
     vllm_version_mismatch: Literal["refuse", "warn"] = "refuse"
-    extra_general_plugins: tuple[str, ...] = field(default=())
-    trust: TrustSettings = field(default_factory=TrustSettings)
+    extra_general_plugins: tuple[str, ...] = ()
+    trust: TrustSettings = TrustSettings()
 
     def first_match(self, facts: Facts) -> Rule | None:
         return next((rule for rule in self.rules if rule.matches(facts)), None)

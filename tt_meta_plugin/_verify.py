@@ -21,9 +21,8 @@ import stat
 import sys
 import time
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from . import _perms, _verified_cache
 from ._errors import TrustError
@@ -49,8 +48,7 @@ IN_DIST_MANIFEST = "tt_meta.manifest.json"
 VLLM_GROUP_PREFIX = "vllm."
 
 
-@dataclass(frozen=True)
-class _Candidate:
+class _Candidate(NamedTuple):
     """A manifest whose signatures and facts passed; its files are still to be checked."""
 
     path: Path
@@ -64,8 +62,7 @@ class _Candidate:
     cached_digest: str | None
 
 
-@dataclass(frozen=True)
-class VerifiedBackend:
+class VerifiedBackend(NamedTuple):
     """A distribution proven equal to its signed manifest. Nothing unverified is in here.
 
     `files` maps every signed path to its (size, SHA-256): what the import guard checks each
@@ -80,7 +77,7 @@ class VerifiedBackend:
     payload_digest: str
     index_digest: str
     root: Path
-    files: Mapping[str, tuple[int, str]] = field(repr=False, compare=False)
+    files: Mapping[str, tuple[int, str]]
     top_levels: frozenset[str] = frozenset()
     files_checked: bool = True
     hashed_files: int = 0
