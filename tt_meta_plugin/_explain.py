@@ -6,8 +6,7 @@ import json
 from collections.abc import MutableMapping, Sequence
 from typing import Any
 
-from ._delegate import call_platform
-from ._dispatch import catalog_for, load_checked_policy, plan, trust
+from ._dispatch import call_backend, catalog_for, load_checked_policy, plan, trust
 from ._errors import TTMetaError
 from ._handoff import ENV_DECISION
 
@@ -56,7 +55,7 @@ def explain(environ: MutableMapping[str, str], argv: Sequence[str]) -> tuple[int
                                   "files": len(verified.files)}
         else:
             report["manifest"] = None
-        report["platform"] = call_platform(catalog, target)
+        report["platform"] = call_backend(catalog, chosen.backend, target)
     except TTMetaError as error:
         report["refusal"] = _error(error)
         return 1, report

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Mapping, MutableMapping
+from collections.abc import Callable, Mapping, MutableMapping
 from typing import NamedTuple
 
 from ._errors import ConfigError, HandoffError
@@ -22,11 +22,13 @@ from ._inputs import Inputs
 
 ENV_DECISION = "TT_META_DECISION"
 ENV_RAY_COPY = "VLLM_RAY_EXTRA_ENV_VARS_TO_COPY"
-_FORMAT = 1
+_FORMAT = 2
 
 
 class Handoff(NamedTuple):
-    """The decision as children need it: what to load, and what it was decided for."""
+    """The decision as children need it: what to load, what it was decided for, and the
+    policy settings a child acts on, so that a child never parses the policy again: it only
+    checks that its policy file has the bytes the parent parsed (`policy_digest`)."""
 
     backend: str
     distribution: str
@@ -36,10 +38,19 @@ class Handoff(NamedTuple):
     device: str | None
     reason: str
     policy: str
-    # The verified manifest (payload SHA-256), its serial and signers, and the SHA-256 of the
-    # verification record children load (see _verified_cache.py); all None without signatures.
+    policy_digest: str
+    # From the policy: what the child needs of it.
+    require_signatures: bool
+    strict_permissions: bool
+    state_dir: str
+    audit_log: str | None
+    extra_general_plugins: tuple[str, ...]
+    backend_distributions: tuple[str, ...]  # of every backend: never pass-through plugins
+    # The verified manifest (payload SHA-256), its serial and signers, and the identity of
+    # the verification record children load (see _verified_cache.py); all None without
+    # signatures.
     manifest_digest: str | None = None
-    index_digest: str | None = None
+    index_identity: tuple[int, ...] | None = None
     serial: int | None = None
     signers: tuple[str, ...] | None = None
     format: int = _FORMAT
@@ -58,16 +69,48 @@ class Handoff(NamedTuple):
                 where=f"environment variable {ENV_DECISION}",
                 fix=fix,
             ) from None
-        names = set(cls._fields)
-        if not isinstance(data, dict) or data.get("format") != _FORMAT or set(data) != names:
+        if (not isinstance(data, dict) or data.get("format") != _FORMAT
+                or set(data) != set(cls._fields)
+                or not all(_TYPES[k](v) for k, v in data.items())):
             raise ConfigError(
                 f"{ENV_DECISION} holds a decision in a format this tt_meta does not read",
                 where=f"environment variable {ENV_DECISION}",
                 fix=fix,
             )
-        if data["signers"] is not None:
-            data["signers"] = tuple(data["signers"])
+        for key in _LISTS:
+            if data[key] is not None:
+                data[key] = tuple(data[key])
         return cls(**data)
+
+
+def _str(value: object) -> bool:
+    return isinstance(value, str)
+
+
+def _optional(check: Callable[[object], bool]) -> Callable[[object], bool]:
+    return lambda value: value is None or check(value)
+
+
+def _list_of(kind: type) -> Callable[[object], bool]:
+    return lambda value: isinstance(value, list) and all(isinstance(x, kind) for x in value)
+
+
+def _int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+# What each field must hold once decoded from JSON; a decision that differs is refused.
+_TYPES: dict[str, Callable[[object], bool]] = {
+    "backend": _str, "distribution": _str, "version": _str, "platform": _str,
+    "model": _optional(_str), "device": _optional(_str), "reason": _str, "policy": _str,
+    "policy_digest": _str, "require_signatures": lambda v: isinstance(v, bool),
+    "strict_permissions": lambda v: isinstance(v, bool), "state_dir": _str,
+    "audit_log": _optional(_str), "extra_general_plugins": _list_of(str),
+    "backend_distributions": _list_of(str), "manifest_digest": _optional(_str),
+    "index_identity": _optional(_list_of(int)), "serial": _optional(_int),
+    "signers": _optional(_list_of(str)), "format": _int,
+}
+_LISTS = ("extra_general_plugins", "backend_distributions", "index_identity", "signers")
 
 
 def read(environ: Mapping[str, str]) -> Handoff | None:

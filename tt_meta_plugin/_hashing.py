@@ -14,12 +14,12 @@ import threading
 from collections.abc import Sequence
 
 _CHUNK = 1 << 20
-_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 
 
 def sha256_file(path: str) -> tuple[int, str]:
     """(size, hex digest) of one file; a final symlink is refused by the open itself."""
-    fd = os.open(path, os.O_RDONLY | _NOFOLLOW)
+    fd = os.open(path, os.O_RDONLY | NOFOLLOW)
     try:
         digest = hashlib.sha256()
         total = 0

@@ -21,9 +21,12 @@ from collections.abc import Sequence
 from importlib.abc import MetaPathFinder
 from pathlib import Path
 from types import CodeType, ModuleType
+from typing import TYPE_CHECKING
 
 from ._log import log
-from ._verify import VerifiedBackend
+
+if TYPE_CHECKING:
+    from ._verify import VerifiedBackend
 
 
 class TamperedImport(ImportError):
@@ -116,7 +119,9 @@ _installed: VerifiedImportGuard | None = None
 def install(verified: VerifiedBackend) -> VerifiedImportGuard:
     """Put the guard first on sys.meta_path (once per process) and return it."""
     global _installed
-    if _installed is not None and _installed.verified == verified:
+    same = (verified.payload_digest, verified.index_identity)
+    if _installed is not None and (_installed.verified.payload_digest,
+                                   _installed.verified.index_identity) == same:
         return _installed
     if _installed is not None:
         sys.meta_path.remove(_installed)

@@ -8,6 +8,7 @@ policy must never silently mean "no restriction".
 
 from __future__ import annotations
 
+import hashlib
 import sys
 from collections.abc import Mapping, Sequence
 from fnmatch import fnmatchcase
@@ -15,11 +16,6 @@ from pathlib import Path
 from typing import Any, Literal, NamedTuple
 
 from ._errors import ConfigError, where
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover - exercised on Python 3.10 only
-    import tomli as tomllib
 
 ENV_POLICY = "TT_META_POLICY"
 SYSTEM_POLICY = Path("/etc/tt-meta/policy.toml")
@@ -97,6 +93,7 @@ class TrustSettings(NamedTuple):
 
 class Policy(NamedTuple):
     source: str
+    digest: str  # SHA-256 of the policy file's bytes: children compare theirs with it
     version: int
     allowed_backends: tuple[str, ...]
     default_backend: str | None = None
@@ -118,7 +115,8 @@ def policy_path(environ: Mapping[str, str]) -> Path:
     return SYSTEM_POLICY if SYSTEM_POLICY.exists() else DEFAULT_POLICY
 
 
-def load_policy(environ: Mapping[str, str]) -> Policy:
+def read_policy(environ: Mapping[str, str]) -> tuple[Path, bytes]:
+    """The policy file's path and bytes (not parsed: a child process only compares them)."""
     path = policy_path(environ)
     try:
         with open(path, "rb") as handle:
@@ -130,11 +128,25 @@ def load_policy(environ: Mapping[str, str]) -> Policy:
             where=where(path),
             fix=f"create the file, or point {ENV_POLICY} at a readable policy file",
         ) from None
+    return path, raw
+
+
+def load_policy(environ: Mapping[str, str]) -> Policy:
+    path, raw = read_policy(environ)
     return parse_policy(raw, str(path))
+
+
+def policy_digest(raw: bytes) -> str:
+    return hashlib.sha256(raw).hexdigest()
 
 
 def parse_policy(raw: bytes, source: str) -> Policy:
     """Parse and validate policy bytes; every problem is a ConfigError naming `source`."""
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:  # pragma: no cover - exercised on Python 3.10 only
+        import tomli as tomllib
+
     if len(raw) > _MAX_POLICY_BYTES:
         raise ConfigError("the policy file is larger than 1 MiB", where=source, fix="shorten it")
     try:
@@ -170,6 +182,7 @@ def parse_policy(raw: bytes, source: str) -> Policy:
         )
     policy = Policy(
         source=source,
+        digest=policy_digest(raw),
         version=version,
         allowed_backends=allowed,
         default_backend=default,

@@ -1,92 +1,230 @@
 """What the last full verification of a manifest found, kept so it is not redone needlessly.
 
-One file per verified manifest, `<state_dir>/verified/<payload sha256>.idx`, holding for every
-signed file its identity and metadata at verification time (device, inode, size, mtime_ns,
-ctime_ns) and its SHA-256. It serves two readers:
+One file per verified manifest, `<state_dir>/verified/<payload sha256>.idx`. It serves two
+readers, and is laid out so that each reads only what it needs:
 
-- a later first process (a server restart): a file whose identity and metadata are unchanged
-  is not hashed again; any change (content writes always move ctime) means it is. Every other
-  check still runs.
-- a child process of the same server: the parent records the digest of this file in the
-  decision it hands down; the child loads the file, checks that digest, and has the verified
-  hashes its import guard needs, without parsing the manifest or walking the tree.
+- a child process of the same server needs the verified (size, SHA-256) of the few files it
+  imports. The file starts with a small header (root, top-level names) and a table of every
+  signed path sorted by its bytes, fixed-width entries, searched in place (`FileIndex`): the
+  child maps the file and never builds a per-file structure, so its cost does not grow with
+  the backend. The parent binds the file by its identity and metadata (device, inode, size,
+  mtime_ns, ctime_ns), carried in the decision; the file is only ever replaced atomically, so
+  any other change moves its ctime and the child refuses it.
+- a later first process (a server restart) reads the rest: the signed facts, which signatures
+  verified, and the identity and metadata at verification time of every directory walked and
+  every signed file, packed per directory. When every directory is unchanged (no entry added,
+  removed or renamed: their mtime and ctime say so) and every file's identity and metadata
+  are equal, nothing is hashed again. Any difference means the full walk and hashing of what
+  changed. Every other check still runs.
 
-The file lives under the state directory's permission rules; it is written atomically, and it
-is `marshal` data (fast to load, and only ever read after its digest or its directory's
-permissions were checked).
+The file lives under the state directory's permission rules and is written atomically.
 """
 
 from __future__ import annotations
 
-import hashlib
 import marshal
+import mmap
 import os
+import struct
 import tempfile
+from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from . import _perms
 from ._errors import TrustError
 
-_FORMAT = 2
 SUBDIR = "verified"
+_MAGIC = b"tt-meta verified 3\n"
+_U32 = struct.Struct("<I")
+_ENTRY = struct.Struct("<IIQ32s")  # path offset in the blob, path length, size, SHA-256
+STAT = struct.Struct("<QQQqq")  # device, inode, size, mtime_ns, ctime_ns
 
-# path -> (dev, ino, size, mtime_ns, ctime_ns, sha256 hex)
-Record = tuple[int, int, int, int, int, str]
+Identity = tuple[int, ...]  # device, inode, size, mtime_ns, ctime_ns
+
+
+def identity(info: os.stat_result) -> Identity:
+    return (info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns, info.st_ctime_ns)
 
 
 def index_path(state_dir: str, payload_digest: str) -> Path:
     return Path(state_dir) / SUBDIR / f"{payload_digest}.idx"
 
 
-def load(state_dir: str, payload_digest: str, root: Path, strict: bool
-         ) -> tuple[dict[str, Any], dict[str, Record], frozenset[str], str] | None:
-    """(signed facts, file records) of a previous verification of this manifest at this
-    root, if any, with the top-level names and the record's own digest. The facts are the
-    manifest's fields other than its file list, so a warm process need not parse it again."""
+class FileIndex:
+    """Signed path -> (size, SHA-256 hex), looked up in a record's sorted table in place."""
+
+    __slots__ = ("_blob", "_buf", "_count", "_table")
+
+    def __init__(self, buf: bytes | mmap.mmap, table: int, count: int, blob: int) -> None:
+        self._buf, self._table, self._count, self._blob = buf, table, count, blob
+
+    def __len__(self) -> int:
+        return self._count
+
+    def _entry(self, i: int) -> tuple[bytes, int, bytes]:
+        offset, length, size, digest = _ENTRY.unpack_from(self._buf, self._table + i * 48)
+        start = self._blob + offset
+        return self._buf[start:start + length], size, digest
+
+    def get(self, path: str) -> tuple[int, str] | None:
+        key = path.encode("utf-8", "surrogateescape")
+        low, high = 0, self._count
+        while low < high:
+            mid = (low + high) // 2
+            name, size, digest = self._entry(mid)
+            if name < key:
+                low = mid + 1
+            elif name > key:
+                high = mid
+            else:
+                return size, digest.hex()
+        return None
+
+    def items(self) -> Iterator[tuple[str, tuple[int, str]]]:
+        for i in range(self._count):
+            name, size, digest = self._entry(i)
+            yield name.decode("utf-8", "surrogateescape"), (size, digest.hex())
+
+
+class Walked(NamedTuple):
+    """Identity and metadata of what a verification walked: directories and signed files."""
+
+    dirs: dict[str, Identity]
+    files: dict[str, Identity]
+
+
+class Cached(NamedTuple):
+    """A previous verification of one manifest at one install root."""
+
+    facts: dict[str, Any]
+    signatures: frozenset[tuple[str, bytes]]  # (key id, signature) pairs that verified
+    tops: frozenset[str]
+    files: FileIndex
+    # (directory, its identity, signed names in it, their packed identities); "" holds the
+    # signed files at the install root, which is not walked (identity None).
+    groups: list[tuple[str, Identity | None, tuple[str, ...], bytes]]
+    file_identity: Identity
+
+    def walked(self) -> Walked:
+        """The directory and file identities as plain mappings (for the full walk)."""
+        dirs: dict[str, Identity] = {}
+        files: dict[str, Identity] = {}
+        for folder, ident, names, packed in self.groups:
+            if ident is not None:
+                dirs[folder] = ident
+            prefix = f"{folder}/" if folder else ""
+            for name, values in zip(names, STAT.iter_unpack(packed), strict=True):
+                files[prefix + name] = values
+        return Walked(dirs, files)
+
+
+def _encode(payload_digest: str, root: Path, tops: frozenset[str], facts: dict[str, Any],
+            signatures: frozenset[tuple[str, bytes]], files: Mapping[str, tuple[int, str]],
+            walked: Walked) -> bytes:
+    head = marshal.dumps((payload_digest, str(root), sorted(tops)))
+    names = sorted(p.encode("utf-8", "surrogateescape") for p in files)
+    table, blob, offset = bytearray(), bytearray(), 0
+    for name in names:
+        size, digest = files[name.decode("utf-8", "surrogateescape")]
+        table += _ENTRY.pack(offset, len(name), size, bytes.fromhex(digest))
+        blob += name
+        offset += len(name)
+    grouped: dict[str, list[str]] = {folder: [] for folder in walked.dirs}
+    grouped.setdefault("", [])
+    for path in files:
+        folder, _, base = path.rpartition("/")
+        grouped[folder].append(base)
+    groups = [
+        (folder, walked.dirs.get(folder) if folder else None, tuple(sorted(members)),
+         b"".join(STAT.pack(*walked.files[f"{folder}/{m}" if folder else m])
+                  for m in sorted(members)))
+        for folder, members in grouped.items()
+    ]
+    body = marshal.dumps((facts, sorted(signatures), groups))
+    return b"".join((_MAGIC, _U32.pack(len(head)), head, _U32.pack(len(names)), bytes(table),
+                     _U32.pack(len(blob)), bytes(blob), body))
+
+
+def _decode_head(buf: bytes | mmap.mmap) -> tuple[str, str, list[str], FileIndex, int]:
+    """(payload digest, root, tops, index, offset of the body); ValueError when malformed."""
+    if buf[:len(_MAGIC)] != _MAGIC:
+        raise ValueError("not a verification record of this format")
+    at = len(_MAGIC)
+    (length,) = _U32.unpack_from(buf, at)
+    digest, root, tops = marshal.loads(buf[at + 4:at + 4 + length])
+    at += 4 + length
+    (count,) = _U32.unpack_from(buf, at)
+    table = at + 4
+    at = table + count * _ENTRY.size
+    (blob_length,) = _U32.unpack_from(buf, at)
+    blob = at + 4
+    if blob + blob_length > len(buf):
+        raise ValueError("truncated")
+    return digest, root, tops, FileIndex(buf, table, count, blob), blob + blob_length
+
+
+def load(state_dir: str, payload_digest: str, root: Path, strict: bool) -> Cached | None:
+    """A previous verification of this manifest at this root, if there is a usable one."""
     path = index_path(state_dir, payload_digest)
     try:
-        raw = path.read_bytes()
+        with open(path, "rb") as handle:
+            info = os.fstat(handle.fileno())
+            raw = handle.read()
     except OSError:
         return None
     _perms.check(path, "verification cache", strict)
     try:
-        fmt, digest, cached_root, _tops, facts, records = marshal.loads(raw)
-    except (EOFError, ValueError, TypeError):
+        digest, cached_root, tops, index, body = _decode_head(raw)
+        facts, signatures, groups = marshal.loads(raw[body:])
+        signatures = frozenset((keyid, sig) for keyid, sig in signatures)
+    except (EOFError, ValueError, TypeError, struct.error):
         return None  # unreadable: verify from scratch and rewrite it
-    if fmt != _FORMAT or digest != payload_digest or cached_root != str(root):
+    if digest != payload_digest or cached_root != str(root) or not isinstance(facts, dict):
         return None
-    if not isinstance(records, dict) or not isinstance(facts, dict):
-        return None
-    return facts, records, frozenset(_tops), hashlib.sha256(raw).hexdigest()
+    return Cached(facts, signatures, frozenset(tops), index, groups, identity(info))
 
 
-def store(state_dir: str, payload_digest: str, root: Path, top_levels: frozenset[str],
-          facts: dict[str, Any], records: dict[str, Record]) -> str:
-    """Write the records atomically; return the SHA-256 of the written bytes."""
+def store(state_dir: str, payload_digest: str, root: Path, tops: frozenset[str],
+          facts: dict[str, Any], signatures: frozenset[tuple[str, bytes]],
+          files: Mapping[str, tuple[int, str]], walked: Walked) -> tuple[FileIndex, Identity]:
+    """Write the record atomically; return its index and the identity children bind it by."""
     folder = Path(state_dir) / SUBDIR
     folder.mkdir(mode=0o700, parents=True, exist_ok=True)
-    raw = marshal.dumps((_FORMAT, payload_digest, str(root), sorted(top_levels), facts,
-                         records))
+    raw = _encode(payload_digest, root, tops, facts, signatures, files, walked)
     fd, tmp = tempfile.mkstemp(dir=folder, prefix=".idx.")
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(raw)
-    os.replace(tmp, index_path(state_dir, payload_digest))
-    return hashlib.sha256(raw).hexdigest()
+    try:
+        view = memoryview(raw)
+        while view:
+            view = view[os.write(fd, view):]
+        os.replace(tmp, index_path(state_dir, payload_digest))
+        written = os.fstat(fd)  # after the rename, which moves the ctime
+    finally:
+        os.close(fd)
+    return _decode_head(raw)[3], identity(written)
 
 
-def load_for_child(state_dir: str, payload_digest: str, index_digest: str
-                   ) -> tuple[Path, frozenset[str], dict[str, Record]]:
+def load_for_child(state_dir: str, payload_digest: str, expected: Identity
+                   ) -> tuple[Path, frozenset[str], FileIndex]:
     """The parent's verification, exactly as it recorded it, or a refusal."""
     path = index_path(state_dir, payload_digest)
     fix = "do not change tt_meta's state directory while a vLLM server starts"
     try:
-        raw = path.read_bytes()
+        fd = os.open(path, os.O_RDONLY)
     except OSError as exc:
         raise TrustError(f"cannot read the parent's verification record: {exc.strerror}",
                          where=str(path), fix=fix) from None
-    if hashlib.sha256(raw).hexdigest() != index_digest:
-        raise TrustError("the parent's verification record changed after the parent wrote it",
-                         where=str(path), fix=fix)
-    _fmt, _digest, root, tops, _facts, records = marshal.loads(raw)
-    return Path(root), frozenset(tops), records
+    try:
+        if identity(os.fstat(fd)) != tuple(expected):
+            raise TrustError("the parent's verification record changed after the parent "
+                             "wrote it", where=str(path), fix=fix)
+        # Mapped, not read: a child looks up only the files it imports.
+        buf = mmap.mmap(fd, 0, access=mmap.ACCESS_READ)
+    finally:
+        os.close(fd)
+    try:
+        _digest, root, tops, index, _body = _decode_head(buf)
+    except (EOFError, ValueError, TypeError, struct.error):
+        raise TrustError("the parent's verification record is unreadable", where=str(path),
+                         fix=fix) from None
+    return Path(root), frozenset(tops), index

@@ -26,15 +26,15 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 from . import _perms, _verified_cache
 from ._errors import TrustError
-from ._hashing import sha256_files
+from ._hashing import NOFOLLOW, sha256_files
 from ._metadata import Distribution, normalize
-from ._policy import TrustSettings
 
 # What only a full verification (a first process) needs is imported where it is used, so a
 # child that inherits the verification pays nothing for it.
 if TYPE_CHECKING:
     from ._envelope import Envelope
     from ._keys import PublicKey
+    from ._policy import TrustSettings
     from ._state import StateDir
 
 
@@ -55,18 +55,20 @@ class _Candidate(NamedTuple):
     root: Path
     digest: str
     signers: tuple[str, ...]
+    # (key id, signature) pairs that verified, and whether any needed a fresh check
+    signatures: frozenset[tuple[str, bytes]]
+    newly_verified: bool
     facts: dict[str, Any]
-    files: dict[str, tuple[int, str]]
+    files: Mapping[str, tuple[int, str]] | _verified_cache.FileIndex
     tops: frozenset[str]
-    cached: dict[str, _verified_cache.Record] | None
-    cached_digest: str | None
+    cached: _verified_cache.Cached | None
 
 
 class VerifiedBackend(NamedTuple):
     """A distribution proven equal to its signed manifest. Nothing unverified is in here.
 
-    `files` maps every signed path to its (size, SHA-256): what the import guard checks each
-    loaded module against. `index_digest` names the verification record children load.
+    `files` looks up every signed path's (size, SHA-256): what the import guard checks each
+    loaded module against. `index_identity` binds the verification record children load.
     """
 
     distribution: str
@@ -75,9 +77,9 @@ class VerifiedBackend(NamedTuple):
     signers: tuple[str, ...]
     manifest_path: Path | None
     payload_digest: str
-    index_digest: str
+    index_identity: _verified_cache.Identity
     root: Path
-    files: Mapping[str, tuple[int, str]]
+    files: _verified_cache.FileIndex
     top_levels: frozenset[str] = frozenset()
     files_checked: bool = True
     hashed_files: int = 0
@@ -167,7 +169,7 @@ class Verifier:
     def verify(self, backend: str, dist: Distribution) -> VerifiedBackend:
         """Verify `dist` for `backend`: manifest, signatures, freshness, every file."""
         label = f"{dist.name} {dist.version}"
-        _refuse_editable(dist, label)
+        refuse_editable(dist, label)
         candidates = self.candidates(dist)
         if not candidates:
             places = ", ".join(self.trust.manifest_dirs)
@@ -193,47 +195,33 @@ class Verifier:
                 fix=errors[0].fix,
             )
         best = max(accepted, key=lambda c: c.facts["serial"])
-        root, path, digest = best.root, best.path, best.digest
-        own = {path.relative_to(root).as_posix()} if path.is_relative_to(root) else set()
-        tops = best.tops
-        records, hashed = _check_files(best.files, root, dist, label, own, best.cached, tops)
+        root, path, digest, tops = best.root, best.path, best.digest, best.tops
+        fail = _Tampered(label, root)
+        cached = best.cached
+        walked: _verified_cache.Walked | None = None
+        if cached is not None and _unchanged(root, cached):
+            hashed = 0  # every directory and signed file as the last verification found it
+        else:
+            own = {path.relative_to(root).as_posix()} if path.is_relative_to(root) else set()
+            walked, hashed = _check_files(best.files, root, own,
+                                          cached.walked() if cached else None, fail)
+        _check_install_root(root, dist, tops, fail)
         serial = best.facts["serial"]
         self.state.check_and_raise(normalize(dist.name), serial, digest)
-        if hashed == 0 and best.cached_digest is not None:
-            index_digest = best.cached_digest  # nothing changed: the record stands as it is
+        if cached is not None and walked is None and not best.newly_verified:
+            index, index_identity = cached.files, cached.file_identity  # the record stands
         else:
-            index_digest = _verified_cache.store(self.trust.state_dir, digest, root, tops,
-                                                 best.facts, records)
+            if walked is None:
+                assert cached is not None  # only a valid record lets the walk be skipped
+                walked = cached.walked()
+            index, index_identity = _verified_cache.store(
+                self.trust.state_dir, digest, root, tops, best.facts, best.signatures,
+                dict(best.files.items()), walked)
         return VerifiedBackend(
             distribution=best.facts["distribution"], version=best.facts["version"],
             serial=serial, signers=best.signers, manifest_path=path,
-            payload_digest=digest, index_digest=index_digest, root=root,
-            files=best.files, top_levels=tops, files_checked=True, hashed_files=hashed,
-        )
-
-    def inherited(self, dist: Distribution, payload_digest: str, index_digest: str,
-                  serial: int, signers: tuple[str, ...]) -> VerifiedBackend:
-        """A child's view: the parent's verification record, bound by its digest.
-
-        The parent verified the manifest, every file, and recorded the result; the decision it
-        handed down names that record's SHA-256. Loading it is all a child needs for its
-        import guard: no manifest parsing, no signature check, no tree walk.
-        """
-        _refuse_editable(dist, f"{dist.name} {dist.version}")
-        root, tops, records = _verified_cache.load_for_child(
-            self.trust.state_dir, payload_digest, index_digest)
-        if root != install_root(dist):
-            raise TrustError(
-                f"{dist.name} {dist.version} is installed at {install_root(dist)}, but the "
-                f"parent verified it at {root}",
-                where=str(root), fix="start every process of one server in one environment",
-            )
-        return VerifiedBackend(
-            distribution=dist.name, version=str(dist.version), serial=serial,
-            signers=signers, manifest_path=None, payload_digest=payload_digest,
-            index_digest=index_digest, root=root,
-            files={p: (r[2], r[5]) for p, r in records.items()}, top_levels=tops,
-            files_checked=False,
+            payload_digest=digest, index_identity=index_identity, root=root,
+            files=index, top_levels=tops, files_checked=True, hashed_files=hashed,
         )
 
     def _check_manifest(self, path: Path, backend: str, dist: Distribution) -> _Candidate:
@@ -253,20 +241,21 @@ class Verifier:
                 f"the signed document is a {envelope.payload_type!r}, not a manifest",
                 where=where, fix="put the backend's manifest here, made by `tt-meta sign`",
             )
-        signers = self._check_signatures(envelope, backend, where)
         digest = hashlib.sha256(envelope.payload).hexdigest()
         root = install_root(dist)
         cached = _verified_cache.load(self.trust.state_dir, digest, root,
                                       self.trust.strict_permissions)
+        signers, signatures, fresh = self._check_signatures(
+            envelope, backend, where, cached.signatures if cached else frozenset())
+        files: Mapping[str, tuple[int, str]] | _verified_cache.FileIndex
         if cached is not None:
             # These exact payload bytes were parsed and verified before: reuse what they say.
-            facts, records, tops, index_digest = cached
-            files = {p: (r[2], r[5]) for p, r in records.items()}
+            facts, files, tops = cached.facts, cached.files, cached.tops
         else:
             manifest = parse_manifest(envelope.payload, where)  # only verified bytes are parsed
             facts = manifest.facts()
             files = {f.path: (f.size, f.sha256) for f in manifest.files}
-            records, tops, index_digest = None, top_level_names(files), None
+            tops = top_level_names(files)
         label = f"{dist.name} {dist.version}"
         for what, signed, installed in (
             ("backend", facts["backend"], backend),
@@ -298,25 +287,40 @@ class Verifier:
                 where=where,
                 fix="install the backend version of the newest manifest, with that manifest",
             )
-        return _Candidate(path, root, digest, signers, facts, files, tops, records,
-                          index_digest)
+        return _Candidate(path, root, digest, signers, signatures, fresh, facts, files, tops,
+                          cached)
 
-    def _check_signatures(self, envelope: Envelope, backend: str, where: str
-                          ) -> tuple[str, ...]:
+    def _check_signatures(self, envelope: Envelope, backend: str, where: str,
+                          known: frozenset[tuple[str, bytes]]
+                          ) -> tuple[tuple[str, ...], frozenset[tuple[str, bytes]], bool]:
+        """(distinct valid signer key ids, the (key id, signature) pairs that verified,
+        whether any needed checking now). `known` holds pairs this machine already verified
+        over these exact payload bytes (the record is named by their digest); a key id is
+        the SHA-256 of the key's bytes, so such a pair needs no cryptography again. Trust,
+        revocation, binding and the threshold are judged anew every time."""
         keys, trust = self.keys(), self.trust
         bound = {k.lower() for k in trust.signers_for(backend)}
-        message = envelope.pae()
+        message: bytes | None = None
+        verified: set[tuple[str, bytes]] = set()
+        fresh = False
         valid: list[str] = []
         notes: list[str] = []
         for number, signature in enumerate(envelope.signatures, 1):
             hint = signature.keyid.lower()
             key = keys.get(hint)
             short = f"signature {number} (key id {hint[:16]})"
+            pair = (hint, signature.sig)
             if key is None:
                 notes.append(f"{short}: not a trusted key")
-            elif not key.verifies(signature.sig, message):
-                notes.append(f"{short}: does not verify with that key")
-            elif hint in trust.revoked_keys:
+                continue
+            if pair not in known:
+                message = message or envelope.pae()
+                if not key.verifies(signature.sig, message):
+                    notes.append(f"{short}: does not verify with that key")
+                    continue
+                fresh = True
+            verified.add(pair)
+            if hint in trust.revoked_keys:
                 notes.append(f"{short}: the key is revoked")
             elif hint not in bound:
                 notes.append(f"{short}: the key is trusted but not bound to backend "
@@ -334,10 +338,10 @@ class Verifier:
                 fix=f"sign with a key listed under [trust.signers] {backend} = [...] whose "
                 ".pub file is in a trusted key directory",
             )
-        return tuple(valid)
+        return tuple(valid), frozenset(verified), fresh
 
 
-def _refuse_editable(dist: Distribution, label: str) -> None:
+def refuse_editable(dist: Distribution, label: str) -> None:
     text = dist.read_text("direct_url.json")
     if not text:
         return
@@ -365,21 +369,54 @@ class _Tampered:
                           "the installed files again if this change is intended")
 
 
-def _check_files(expected: Mapping[str, tuple[int, str]], root: Path, dist: Distribution,
-                 label: str, exempt: set[str], cached: dict[str, _verified_cache.Record] | None,
-                 tops: frozenset[str]) -> tuple[dict[str, _verified_cache.Record], int]:
-    """Every signed file present and equal, nothing added. Returns the verification records
-    and how many files had to be hashed (those not unchanged since a cached verification)."""
-    fail = _Tampered(label, root)
-    signed = set(expected)
-    found = _scan(root, signed | exempt, fail)
+def _unchanged(root: Path, cached: _verified_cache.Cached) -> bool:
+    """Is every walked directory and signed file as the cached verification found it?
+
+    A directory whose identity, mtime and ctime are unchanged has had no entry added, removed
+    or renamed, so it needs no listing; each signed file is stat'ed relative to its
+    directory's descriptor (one path component, the cheapest stat there is) and compared with
+    its recorded identity and metadata, packed per directory."""
+    pack = _verified_cache.STAT.pack
+    flags = os.O_RDONLY | os.O_DIRECTORY
+    base = os.open(root, flags)
+    try:
+        for folder, ident, names, packed in cached.groups:
+            try:
+                fd = os.open(folder, flags | NOFOLLOW, dir_fd=base) if folder else base
+            except OSError:
+                return False
+            try:
+                if ident is not None and _verified_cache.identity(os.fstat(fd)) != tuple(ident):
+                    return False
+                infos = [os.stat(name, dir_fd=fd, follow_symlinks=False) for name in names]
+            except OSError:
+                return False
+            finally:
+                if fd != base:
+                    os.close(fd)
+            now = b"".join([pack(i.st_dev, i.st_ino, i.st_size, i.st_mtime_ns, i.st_ctime_ns)
+                            for i in infos])
+            if now != packed:
+                return False
+    finally:
+        os.close(base)
+    return True
+
+
+def _check_files(expected: Mapping[str, tuple[int, str]] | _verified_cache.FileIndex,
+                 root: Path, exempt: set[str], cached: _verified_cache.Walked | None,
+                 fail: _Tampered) -> tuple[_verified_cache.Walked, int]:
+    """Every signed file present and equal, nothing added. Returns what was walked and how
+    many files had to be hashed (those not unchanged since a cached verification)."""
+    signed = dict(expected.items())
+    walked = _scan(root, set(signed) | exempt, fail)
+    found = walked.files
     base = str(root)
-    cached = cached or {}
-    records: dict[str, _verified_cache.Record] = {}
+    previous = cached.files if cached else {}
     stale: list[str] = []
-    for rel, (size, digest) in expected.items():  # paths were checked by parse_manifest
-        info = found.get(rel)
-        if info is None:
+    for rel, (size, _digest) in signed.items():  # paths were checked by parse_manifest
+        ident = found.get(rel)
+        if ident is None:
             full = f"{base}/{rel}"
             try:
                 info = os.lstat(full)  # a file outside the scanned directories
@@ -387,60 +424,71 @@ def _check_files(expected: Mapping[str, tuple[int, str]], root: Path, dist: Dist
                 raise fail("a signed file is missing", rel) from None
             if os.path.realpath(full) != full:
                 raise fail("a signed file's path goes through a symlink", rel)
-        if stat.S_ISLNK(info.st_mode) or not stat.S_ISREG(info.st_mode):
-            raise fail("a signed file is a symlink or not a regular file", rel)
-        if info.st_size != size:
-            raise fail(f"a signed file changed size ({size} -> {info.st_size} bytes)", rel)
-        record = (info.st_dev, info.st_ino, size, info.st_mtime_ns, info.st_ctime_ns, digest)
-        if cached.get(rel) != record:
+            if stat.S_ISLNK(info.st_mode) or not stat.S_ISREG(info.st_mode):
+                raise fail("a signed file is a symlink or not a regular file", rel)
+            ident = found[rel] = _verified_cache.identity(info)
+        if ident[2] != size:
+            raise fail(f"a signed file changed size ({size} -> {ident[2]} bytes)", rel)
+        if previous.get(rel) != ident:
             stale.append(rel)
-        records[rel] = record
-    hashed = sha256_files([f"{base}/{rel}" for rel in stale], [expected[r][0] for r in stale])
+    hashed = sha256_files([f"{base}/{rel}" for rel in stale], [signed[r][0] for r in stale])
     for rel, (_, digest) in zip(stale, hashed, strict=True):
-        if digest != expected[rel][1]:
+        if digest != signed[rel][1]:
             raise fail("a signed file was modified (its SHA-256 differs)", rel)
-    _check_install_root(root, dist, signed, tops, fail)
-    return records, len(stale)
+    return walked, len(stale)
 
 
-def _scan(root: Path, signed: set[str], fail: _Tampered) -> dict[str, os.stat_result]:
-    """lstat every file under the distribution's directories, refusing symlinks and files
-    the manifest does not list, in one pass."""
-    found: dict[str, os.stat_result] = {}
+def _scan(root: Path, signed: set[str], fail: _Tampered) -> _verified_cache.Walked:
+    """lstat every directory and file under the distribution's directories, refusing
+    symlinks and files the manifest does not list, in one pass. A directory is stat'ed
+    before it is listed, so a change made while it is listed shows at the next check."""
+    dirs: dict[str, _verified_cache.Identity] = {}
+    found: dict[str, _verified_cache.Identity] = {}
+    identity = _verified_cache.identity
     tops = sorted({p.split("/", 1)[0] for p in signed if "/" in p})
     pending = []
     for top in tops:
-        if os.path.islink(root / top):
+        try:
+            info = os.lstat(root / top)
+        except FileNotFoundError:
+            continue  # a missing directory: its files are reported missing
+        if stat.S_ISLNK(info.st_mode):
             raise fail("a package directory is a symlink", top)
+        dirs[top] = identity(info)
         pending.append((root / top, top))
     while pending:
         folder, rel_folder = pending.pop()
         try:
             entries = list(os.scandir(folder))
-        except FileNotFoundError:
-            continue  # a missing directory: its files are reported missing
+        except (FileNotFoundError, NotADirectoryError):
+            continue
         for item in entries:
             rel = f"{rel_folder}/{item.name}"
             if item.is_symlink():
                 raise fail("a symlink was added among the signed files", rel)
             if item.is_dir(follow_symlinks=False):
+                dirs[rel] = identity(item.stat(follow_symlinks=False))
                 pending.append((Path(item.path), rel))
             elif rel in signed:
-                found[rel] = item.stat(follow_symlinks=False)
+                info = item.stat(follow_symlinks=False)
+                if not stat.S_ISREG(info.st_mode):
+                    raise fail("a signed file is a symlink or not a regular file", rel)
+                found[rel] = identity(info)
             elif not _is_cached_bytecode(rel, signed):
                 raise fail("a file that is not in the manifest was added", rel)
-    return found
+    return _verified_cache.Walked(dirs, found)
 
 
-def _check_install_root(root: Path, dist: Distribution, signed: set[str],
-                        tops_py: frozenset[str], fail: _Tampered) -> None:
+def _check_install_root(root: Path, dist: Distribution, tops_py: frozenset[str],
+                        fail: _Tampered) -> None:
     """No second record of the distribution, no .pth naming it, no shadow on sys.path."""
     norm = normalize(dist.name).replace("-", "_")
-    own_info = {p.split("/", 1)[0] for p in signed if p.split("/", 1)[0].endswith(".dist-info")}
+    info = dist_info_dir(dist)
+    own_info = info.name if info is not None else None
     for entry in os.scandir(root):
         name = entry.name
         record_of = normalize(name.split("-", 1)[0].split(".", 1)[0]).replace("-", "_")
-        if (name.endswith((".dist-info", ".egg-info", ".egg-link")) and name not in own_info
+        if (name.endswith((".dist-info", ".egg-info", ".egg-link")) and name != own_info
                 and record_of == norm):
             raise fail("a second installation record of this distribution is present", name)
         lowered = normalize(name).replace("-", "_")

@@ -13,13 +13,14 @@ import logging
 import os
 import sys
 import time
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
-from . import _audit
-from ._dispatch import Activation, activate
+from . import _audit, _handoff
 from ._errors import TTMetaError
 from ._log import log
-from ._policy import load_policy
+
+if TYPE_CHECKING:
+    from ._delegate import Activation
 
 
 class FailClosed(SystemExit):
@@ -50,7 +51,16 @@ def current() -> Activation:
         raise FailClosed(_failure)
     started = time.perf_counter()
     try:
-        _activation = activate(os.environ, sys.argv)
+        # A child takes the short path: its first process decided and verified already.
+        recorded = _handoff.read(os.environ)
+        if recorded is not None:
+            from . import _inherit
+
+            _activation = _inherit.activate(os.environ, sys.argv, recorded)
+        else:
+            from . import _dispatch
+
+            _activation = _dispatch.activate(os.environ, sys.argv)
     except TTMetaError as error:
         _failure = error
         _audit.record(_audit_log(), verdict="refused", error=type(error).__name__,
@@ -59,7 +69,7 @@ def current() -> Activation:
     act = _activation
     verified = act.verified
     _audit.record(
-        act.policy.trust.audit_log,
+        act.handoff.audit_log,
         verdict="inherited" if act.inherited else "delegated",
         backend=act.handoff.backend, distribution=act.handoff.distribution,
         version=act.handoff.version, reason=act.handoff.reason, platform=act.platform,
@@ -74,6 +84,8 @@ def current() -> Activation:
 
 def _audit_log() -> str | None:
     """The policy's audit log, if the policy can still be read after a refusal."""
+    from ._policy import load_policy
+
     try:
         return load_policy(os.environ).trust.audit_log
     except TTMetaError:
@@ -97,8 +109,8 @@ def general_plugin() -> None:
     try:
         ran = run_general_plugins(
             activation.target,
-            activation.policy.extra_general_plugins,
-            activation.catalog.distribution_names(),
+            activation.handoff.extra_general_plugins,
+            activation.handoff.backend_distributions,
         )
     except TTMetaError as error:
         _fail(error)
