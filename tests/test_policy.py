@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from tt_meta_plugin import ConfigError
-from tt_meta_plugin._policy import DEFAULT_POLICY, load_policy, parse_policy, policy_path
+from tt_meta_plugin._inputs import DEFAULT_POLICY, policy_path
+from tt_meta_plugin._policy import load_policy, parse_policy
 
 GOOD = b"""
 version = 1

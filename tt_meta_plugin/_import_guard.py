@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING
 from ._log import log
 
 if TYPE_CHECKING:
-    from ._verify import VerifiedBackend
+    from ._verified_cache import VerifiedBackend
 
 
 class TamperedImport(ImportError):

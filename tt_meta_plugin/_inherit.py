@@ -18,10 +18,9 @@ from collections.abc import MutableMapping, Sequence
 from . import _handoff, _import_guard, _perms, _verified_cache
 from ._delegate import Activation, call_platform, target_of, warn_unverified
 from ._errors import HandoffError, TrustError
-from ._inputs import read_inputs
-from ._metadata import Distribution, find_distribution
-from ._policy import policy_digest, read_policy
-from ._verify import VerifiedBackend, install_root, refuse_editable
+from ._inputs import policy_digest, read_inputs, read_policy
+from ._metadata import Distribution, find_distribution, install_root, refuse_editable
+from ._verified_cache import VerifiedBackend
 
 WHERE = f"environment variable {_handoff.ENV_DECISION}"
 

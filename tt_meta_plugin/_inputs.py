@@ -9,9 +9,10 @@ the running vLLM entrypoint (`vllm serve M`, `--model M`, `--config FILE` with `
 
 from __future__ import annotations
 
+import hashlib
 import os
 from collections.abc import Mapping, Sequence
-from typing import NamedTuple
+from pathlib import Path
 
 from ._errors import ConfigError, where
 
@@ -20,28 +21,43 @@ ENV_BACKEND = "TT_META_BACKEND"
 ENV_DEVICE = "TT_META_DEVICE"
 ENV_HF_MODEL = "HF_MODEL"
 
+# Where the policy comes from is read here too: a child process reads its bytes without
+# parsing them (see _inherit.py).
+ENV_POLICY = "TT_META_POLICY"
+SYSTEM_POLICY = Path("/etc/tt-meta/policy.toml")
+DEFAULT_POLICY = Path(__file__).with_name("default_policy.toml")
+MAX_POLICY_BYTES = 1 << 20
+
 # A `--config` file larger than this is not a vLLM config file; refuse rather than read it.
 _MAX_CONFIG_BYTES = 1 << 20
 
 
-class Input(NamedTuple):
+# The value types below are plain classes with __slots__: every vLLM process creates them,
+# and a class is ~100x cheaper to define than a NamedTuple or dataclass (no generated code).
+
+
+class Input:
     """One value and where it was read."""
 
-    value: str
-    source: str
+    __slots__ = ("source", "value")
+
+    def __init__(self, value: str, source: str) -> None:
+        self.value, self.source = value, source
 
     def __str__(self) -> str:
         return f"{self.value!r} (from {self.source})"
 
 
-class Inputs(NamedTuple):
+class Inputs:
     """Everything read from the environment and command line of this process."""
 
-    model: Input | None
-    backend: Input | None
-    device: Input | None
-    # Model values found in lower-precedence places and not used; shown by `tt-meta explain`.
-    shadowed: tuple[Input, ...] = ()
+    __slots__ = ("backend", "device", "model", "shadowed")
+
+    def __init__(self, model: Input | None, backend: Input | None, device: Input | None,
+                 shadowed: tuple[Input, ...] = ()) -> None:
+        self.model, self.backend, self.device = model, backend, device
+        # Model values found in lower-precedence places and not used (`tt-meta explain`).
+        self.shadowed = shadowed
 
 
 def read_inputs(environ: Mapping[str, str], argv: Sequence[str]) -> Inputs:
@@ -182,3 +198,31 @@ def _yaml_scalar(text: str) -> str:
         end = text.find(quote, 1)
         return text[1:end] if end > 0 else text[1:]
     return text.split(" #", 1)[0].strip()
+
+
+def policy_path(environ: Mapping[str, str]) -> Path:
+    """Where the policy comes from: `TT_META_POLICY`, the system file, or the built-in one."""
+    explicit = environ.get(ENV_POLICY, "").strip()
+    if explicit:
+        return Path(explicit)
+    return SYSTEM_POLICY if SYSTEM_POLICY.exists() else DEFAULT_POLICY
+
+
+def read_policy(environ: Mapping[str, str]) -> tuple[Path, bytes]:
+    """The policy file's path and bytes (not parsed: a child process only compares them)."""
+    path = policy_path(environ)
+    try:
+        with open(path, "rb") as handle:
+            raw = handle.read(MAX_POLICY_BYTES + 1)
+    except OSError as exc:
+        named = f" (named by {ENV_POLICY})" if environ.get(ENV_POLICY, "").strip() else ""
+        raise ConfigError(
+            f"cannot read the policy file{named}: {exc.strerror}",
+            where=where(path),
+            fix=f"create the file, or point {ENV_POLICY} at a readable policy file",
+        ) from None
+    return path, raw
+
+
+def policy_digest(raw: bytes) -> str:
+    return hashlib.sha256(raw).hexdigest()

@@ -7,8 +7,10 @@ already imported it, so in a vLLM process it costs nothing; Python 3.10 uses the
 
 from __future__ import annotations
 
+import json
 import re
 import sys
+from pathlib import Path
 
 if sys.version_info >= (3, 11):
     from importlib.metadata import (
@@ -37,6 +39,8 @@ __all__ = [
     "normalize",
 ]
 
+from ._errors import TrustError
+
 PLATFORM_GROUP = "vllm.platform_plugins"
 GENERAL_GROUP = "vllm.general_plugins"
 
@@ -51,3 +55,28 @@ def find_distribution(name: str) -> Distribution | None:
         return distribution(name)
     except PackageNotFoundError:
         return None
+
+
+def install_root(dist: Distribution) -> Path:
+    return Path(str(dist.locate_file(""))).resolve()
+
+
+def dist_info_dir(dist: Distribution) -> Path | None:
+    path = getattr(dist, "_path", None)  # PathDistribution: its .dist-info directory
+    return Path(path).resolve() if path is not None else None
+
+
+def refuse_editable(dist: Distribution, label: str) -> None:
+    text = dist.read_text("direct_url.json")
+    if not text:
+        return
+    try:
+        editable = bool(json.loads(text).get("dir_info", {}).get("editable"))
+    except (ValueError, AttributeError):
+        editable = True  # unreadable install metadata is no better than an editable install
+    if editable:
+        raise TrustError(
+            f"{label} is an editable install: its code lives outside the installed files",
+            where="direct_url.json in its .dist-info",
+            fix="install the backend from its wheel (pip install, without -e)",
+        )

@@ -8,7 +8,6 @@ policy must never silently mean "no restriction".
 
 from __future__ import annotations
 
-import hashlib
 import sys
 from collections.abc import Mapping, Sequence
 from fnmatch import fnmatchcase
@@ -16,12 +15,9 @@ from pathlib import Path
 from typing import Any, Literal, NamedTuple
 
 from ._errors import ConfigError, where
+from ._inputs import MAX_POLICY_BYTES, policy_digest, read_policy
 
-ENV_POLICY = "TT_META_POLICY"
-SYSTEM_POLICY = Path("/etc/tt-meta/policy.toml")
-DEFAULT_POLICY = Path(__file__).with_name("default_policy.toml")
 POLICY_VERSION = 1
-_MAX_POLICY_BYTES = 1 << 20
 
 MATCH_KEYS = ("model", "architecture", "model_type", "device")
 
@@ -107,37 +103,9 @@ class Policy(NamedTuple):
         return next((rule for rule in self.rules if rule.matches(facts)), None)
 
 
-def policy_path(environ: Mapping[str, str]) -> Path:
-    """Where the policy comes from: `TT_META_POLICY`, the system file, or the built-in one."""
-    explicit = environ.get(ENV_POLICY, "").strip()
-    if explicit:
-        return Path(explicit)
-    return SYSTEM_POLICY if SYSTEM_POLICY.exists() else DEFAULT_POLICY
-
-
-def read_policy(environ: Mapping[str, str]) -> tuple[Path, bytes]:
-    """The policy file's path and bytes (not parsed: a child process only compares them)."""
-    path = policy_path(environ)
-    try:
-        with open(path, "rb") as handle:
-            raw = handle.read(_MAX_POLICY_BYTES + 1)
-    except OSError as exc:
-        named = f" (named by {ENV_POLICY})" if environ.get(ENV_POLICY, "").strip() else ""
-        raise ConfigError(
-            f"cannot read the policy file{named}: {exc.strerror}",
-            where=where(path),
-            fix=f"create the file, or point {ENV_POLICY} at a readable policy file",
-        ) from None
-    return path, raw
-
-
 def load_policy(environ: Mapping[str, str]) -> Policy:
     path, raw = read_policy(environ)
     return parse_policy(raw, str(path))
-
-
-def policy_digest(raw: bytes) -> str:
-    return hashlib.sha256(raw).hexdigest()
 
 
 def parse_policy(raw: bytes, source: str) -> Policy:
@@ -147,7 +115,7 @@ def parse_policy(raw: bytes, source: str) -> Policy:
     else:  # pragma: no cover - exercised on Python 3.10 only
         import tomli as tomllib
 
-    if len(raw) > _MAX_POLICY_BYTES:
+    if len(raw) > MAX_POLICY_BYTES:
         raise ConfigError("the policy file is larger than 1 MiB", where=source, fix="shorten it")
     try:
         data = tomllib.loads(raw.decode("utf-8"))

@@ -21,14 +21,8 @@ from ._errors import ConfigError
 from ._hashing import sha256_files
 from ._keys import key_id
 from ._manifest import FileEntry, Manifest, check_relative_path
-from ._metadata import Distribution
-from ._verify import (
-    IN_DIST_MANIFEST,
-    dist_info_dir,
-    install_root,
-    installed_entry_points,
-    top_level_names,
-)
+from ._metadata import Distribution, dist_info_dir, install_root
+from ._verify import IN_DIST_MANIFEST, installed_entry_points, top_level_names
 
 DAY = 86400
 

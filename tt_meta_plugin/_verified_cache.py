@@ -29,7 +29,7 @@ import struct
 import tempfile
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 from . import _perms
 from ._errors import TrustError
@@ -87,24 +87,67 @@ class FileIndex:
             yield name.decode("utf-8", "surrogateescape"), (size, digest.hex())
 
 
-class Walked(NamedTuple):
+class VerifiedBackend:
+    """A distribution proven equal to its signed manifest. Nothing unverified is in here.
+
+    `files` looks up every signed path's (size, SHA-256): what the import guard checks each
+    loaded module against. `index_identity` binds the verification record children load.
+    (A plain class with __slots__: every vLLM process creates one; see _inputs.py.)
+    """
+
+    __slots__ = (
+        "distribution",
+        "files",
+        "files_checked",
+        "hashed_files",
+        "index_identity",
+        "manifest_path",
+        "payload_digest",
+        "root",
+        "serial",
+        "signers",
+        "top_levels",
+        "version",
+    )
+
+    def __init__(self, *, distribution: str, version: str, serial: int,
+                 signers: tuple[str, ...], manifest_path: Path | None, payload_digest: str,
+                 index_identity: Identity, root: Path, files: FileIndex,
+                 top_levels: frozenset[str], files_checked: bool, hashed_files: int = 0
+                 ) -> None:
+        self.distribution, self.version, self.serial = distribution, version, serial
+        self.signers, self.manifest_path = signers, manifest_path
+        self.payload_digest, self.index_identity = payload_digest, index_identity
+        self.root, self.files, self.top_levels = root, files, top_levels
+        # False in a child: it loaded its parent's verification instead of checking files.
+        self.files_checked, self.hashed_files = files_checked, hashed_files
+
+
+class Walked:
     """Identity and metadata of what a verification walked: directories and signed files."""
 
-    dirs: dict[str, Identity]
-    files: dict[str, Identity]
+    __slots__ = ("dirs", "files")
+
+    def __init__(self, dirs: dict[str, Identity], files: dict[str, Identity]) -> None:
+        self.dirs, self.files = dirs, files
 
 
-class Cached(NamedTuple):
+# (directory, its identity, signed names in it, their packed identities); the directory ""
+# holds the signed files at the install root, which is not walked (identity None).
+Group = tuple[str, Identity | None, tuple[str, ...], bytes]
+
+
+class Cached:
     """A previous verification of one manifest at one install root."""
 
-    facts: dict[str, Any]
-    signatures: frozenset[tuple[str, bytes]]  # (key id, signature) pairs that verified
-    tops: frozenset[str]
-    files: FileIndex
-    # (directory, its identity, signed names in it, their packed identities); "" holds the
-    # signed files at the install root, which is not walked (identity None).
-    groups: list[tuple[str, Identity | None, tuple[str, ...], bytes]]
-    file_identity: Identity
+    __slots__ = ("facts", "file_identity", "files", "groups", "signatures", "tops")
+
+    def __init__(self, facts: dict[str, Any], signatures: frozenset[tuple[str, bytes]],
+                 tops: frozenset[str], files: FileIndex, groups: list[Group],
+                 file_identity: Identity) -> None:
+        self.facts, self.tops, self.files = facts, tops, files
+        self.signatures = signatures  # (key id, signature) pairs that verified
+        self.groups, self.file_identity = groups, file_identity
 
     def walked(self) -> Walked:
         """The directory and file identities as plain mappings (for the full walk)."""

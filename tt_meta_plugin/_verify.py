@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
-import json
 import os
 import stat
 import sys
@@ -27,7 +26,8 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 from . import _perms, _verified_cache
 from ._errors import TrustError
 from ._hashing import NOFOLLOW, sha256_files
-from ._metadata import Distribution, normalize
+from ._metadata import Distribution, dist_info_dir, install_root, normalize, refuse_editable
+from ._verified_cache import VerifiedBackend
 
 # What only a full verification (a first process) needs is imported where it is used, so a
 # child that inherits the verification pays nothing for it.
@@ -64,27 +64,6 @@ class _Candidate(NamedTuple):
     cached: _verified_cache.Cached | None
 
 
-class VerifiedBackend(NamedTuple):
-    """A distribution proven equal to its signed manifest. Nothing unverified is in here.
-
-    `files` looks up every signed path's (size, SHA-256): what the import guard checks each
-    loaded module against. `index_identity` binds the verification record children load.
-    """
-
-    distribution: str
-    version: str
-    serial: int
-    signers: tuple[str, ...]
-    manifest_path: Path | None
-    payload_digest: str
-    index_identity: _verified_cache.Identity
-    root: Path
-    files: _verified_cache.FileIndex
-    top_levels: frozenset[str] = frozenset()
-    files_checked: bool = True
-    hashed_files: int = 0
-
-
 def manifest_file_names(dist_name: str, version: str) -> tuple[str, str]:
     norm = normalize(dist_name)
     return f"{norm}-{version}.manifest.json", f"{norm}.manifest.json"
@@ -96,15 +75,6 @@ def installed_entry_points(dist: Distribution) -> dict[str, dict[str, str]]:
         if ep.group.startswith(VLLM_GROUP_PREFIX):
             found.setdefault(ep.group, {})[ep.name] = ep.value
     return found
-
-
-def install_root(dist: Distribution) -> Path:
-    return Path(str(dist.locate_file(""))).resolve()
-
-
-def dist_info_dir(dist: Distribution) -> Path | None:
-    path = getattr(dist, "_path", None)  # PathDistribution: its .dist-info directory
-    return Path(path).resolve() if path is not None else None
 
 
 def top_level_names(files: Iterable[str]) -> frozenset[str]:
@@ -339,22 +309,6 @@ class Verifier:
                 ".pub file is in a trusted key directory",
             )
         return tuple(valid), frozenset(verified), fresh
-
-
-def refuse_editable(dist: Distribution, label: str) -> None:
-    text = dist.read_text("direct_url.json")
-    if not text:
-        return
-    try:
-        editable = bool(json.loads(text).get("dir_info", {}).get("editable"))
-    except (ValueError, AttributeError):
-        editable = True  # unreadable install metadata is no better than an editable install
-    if editable:
-        raise TrustError(
-            f"{label} is an editable install: its code lives outside the installed files",
-            where="direct_url.json in its .dist-info",
-            fix="install the backend from its wheel (pip install, without -e)",
-        )
 
 
 class _Tampered:
