@@ -3,9 +3,9 @@
 Public surface for backend authors and tools. vLLM itself only calls
 `tt_meta_plugin.vllm_entry.platform_plugin` and `general_plugin`.
 
-The backend-plugin names come from `_catalog`, which needs pluggy; they are imported on first
-use, so that a vLLM process, which imports this package first, does not pay for pluggy unless
-it loads a backend catalog.
+The backend-plugin names are imported on first use: the hook interface needs pluggy, and a
+vLLM process, which imports this package first, does not pay for it unless a third-party
+backend plugin is loaded.
 """
 
 from __future__ import annotations
@@ -22,11 +22,13 @@ from ._errors import (
 )
 
 if TYPE_CHECKING:
-    from ._catalog import BACKENDS_GROUP, Backend, BackendSpec, hookimpl, hookspec
+    from ._catalog import BACKENDS_GROUP, Backend
+    from ._hooks import BackendSpec, hookimpl, hookspec
 
 __version__ = "0.1.0"
 
-_FROM_CATALOG = frozenset({"BACKENDS_GROUP", "Backend", "BackendSpec", "hookimpl", "hookspec"})
+_LAZY = {"BACKENDS_GROUP": "_catalog", "Backend": "_catalog", "BackendSpec": "_hooks",
+         "hookimpl": "_hooks", "hookspec": "_hooks"}
 
 __all__ = [
     "BACKENDS_GROUP",
@@ -45,8 +47,8 @@ __all__ = [
 
 
 def __getattr__(name: str) -> Any:
-    if name in _FROM_CATALOG:
-        from . import _catalog
+    if name in _LAZY:
+        import importlib
 
-        return getattr(_catalog, name)
+        return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -2,28 +2,26 @@
 
 A backend is a name (what policies speak of) and the distributions that provide it. It is
 found by distribution, never by vLLM entry-point name: every Tenstorrent platform plugin calls
-its entry point `tt`. The interface is a pluggy hook specification so that a third party can
-add a backend from its own distribution through the entry-point group `tt_meta.backends`;
-such a plugin is loaded only when the policy names its backend.
+its entry point `tt`. A third party adds a backend from its own distribution through the
+entry-point group `tt_meta.backends`, implementing the pluggy hooks of `_hooks.py`; such a
+plugin is loaded only when the policy names its backend.
 """
 
 from __future__ import annotations
 
 import importlib.util
-from collections.abc import Callable, Sequence
-from typing import NamedTuple
-
-import pluggy
+import re
+from collections.abc import Callable
+from typing import TYPE_CHECKING, NamedTuple
 
 from ._errors import ConfigError
 from ._metadata import Distribution, EntryPoint, entry_points, find_distribution, normalize
 
-PROJECT = "tt_meta"
+if TYPE_CHECKING:
+    import pluggy
+
 BACKENDS_GROUP = "tt_meta.backends"
-
-hookspec = pluggy.HookspecMarker(PROJECT)
-hookimpl = pluggy.HookimplMarker(PROJECT)
-
+_REQUIREMENT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 
 class Backend(NamedTuple):
     """A backend as policies name it."""
@@ -36,67 +34,39 @@ class Backend(NamedTuple):
     summary: str = ""
 
 
-class BackendSpec:
-    """Hooks a backend plugin implements. Only `tt_meta_backends` is required."""
-
-    @hookspec
-    def tt_meta_backends(self) -> Sequence[Backend]:  # type: ignore[empty-body]
-        """Describe the backends this plugin provides."""
-
-    @hookspec(firstresult=True)
-    def tt_meta_unusable_reason(self, backend: Backend, dist: Distribution) -> str | None:
-        """Why `dist` cannot serve `backend` on this machine, or None when it can."""
-
-    @hookspec(firstresult=True)
-    def tt_meta_vllm_requirement(self, backend: Backend, dist: Distribution) -> str | None:
-        """The vLLM version specifier `dist` declares it needs (PEP 440), or None."""
+BUILTIN_BACKENDS = (
+    Backend("metal", ("tt-vllm-plugin", "vllm-tt-plugin"), ("ttnn",),
+            "TT-Metal / TTNN models (tt-vllm-plugin, vllm-tt-plugin)"),
+    Backend("forge", ("vllm-tt",), ("pjrt_plugin_tt",), "TT-XLA / Forge models (tt-xla's vllm-tt)"),
+)
 
 
-class _BuiltinBackends:
-    """Metal and Forge, with the distribution names the real packages declare."""
-
-    @hookimpl
-    def tt_meta_backends(self) -> Sequence[Backend]:
-        return (
-            Backend(
-                "metal",
-                ("tt-vllm-plugin", "vllm-tt-plugin"),
-                ("ttnn",),
-                "TT-Metal / TTNN models (tt-vllm-plugin, vllm-tt-plugin)",
-            ),
-            Backend(
-                "forge",
-                ("vllm-tt",),
-                ("pjrt_plugin_tt",),
-                "TT-XLA / Forge models (tt-xla's vllm-tt)",
-            ),
-        )
+def default_unusable_reason(backend: Backend, dist: Distribution) -> str | None:
+    """A runtime module of the backend that cannot be imported here, named."""
+    missing = [m for m in backend.runtime_modules if importlib.util.find_spec(m) is None]
+    if missing:
+        return f"its runtime module '{missing[0]}' cannot be imported in this environment"
+    return None
 
 
-class _DefaultChecks:
-    """Answers for any backend whose own plugin does not answer: run last."""
-
-    @hookimpl(trylast=True)
-    def tt_meta_unusable_reason(self, backend: Backend, dist: Distribution) -> str | None:
-        missing = [m for m in backend.runtime_modules if importlib.util.find_spec(m) is None]
-        if missing:
-            return f"its runtime module '{missing[0]}' cannot be imported in this environment"
-        return None
-
-    @hookimpl(trylast=True)
-    def tt_meta_vllm_requirement(self, backend: Backend, dist: Distribution) -> str | None:
+def default_vllm_requirement(backend: Backend, dist: Distribution) -> str | None:
+    """The specifier of the distribution's unconditional requirement on vllm, if any."""
+    for text in dist.requires or ():
+        # Only a requirement on vllm is parsed: packaging's parser is slow to import.
+        named = _REQUIREMENT_NAME.match(text)
+        if named is None or normalize(named.group(0)) != "vllm":
+            continue
         from packaging.requirements import InvalidRequirement, Requirement
 
-        for text in dist.requires or ():
-            try:
-                req = Requirement(text)
-            except InvalidRequirement:
-                continue  # not ours to judge; pip would not have installed it either
-            if normalize(req.name) != "vllm":
-                continue
-            if req.marker is None or req.marker.evaluate({"extra": ""}):
-                return str(req.specifier) or None
-        return None
+        try:
+            req = Requirement(text)
+        except InvalidRequirement:
+            continue  # not ours to judge; pip would not have installed it either
+        if normalize(req.name) != "vllm":
+            continue
+        if req.marker is None or req.marker.evaluate({"extra": ""}):
+            return str(req.specifier) or None
+    return None
 
 
 BeforeLoad = Callable[[str, Distribution], None]
@@ -111,15 +81,14 @@ class Catalog:
 
     def __init__(self, before_load: BeforeLoad | None = None) -> None:
         self._before_load = before_load
-        self._pm = pluggy.PluginManager(PROJECT)
-        self._pm.add_hookspecs(BackendSpec)
-        self._pm.register(_DefaultChecks(), name="default-checks")
-        self._pm.register(_BuiltinBackends(), name="builtin")
-        self._backends: dict[str, Backend] = {}
-        self._refresh()
+        # The hook interface (pluggy) joins only when a third-party backend plugin is loaded:
+        # until then the built-in backends and default answers are all there is, and a vLLM
+        # process does not pay for importing pluggy.
+        self._pm: pluggy.PluginManager | None = None
+        self._backends: dict[str, Backend] = {b.name: b for b in BUILTIN_BACKENDS}
 
-    def _refresh(self) -> None:
-        for provided in self._pm.hook.tt_meta_backends():
+    def _refresh(self, pm: pluggy.PluginManager) -> None:
+        for provided in pm.hook.tt_meta_backends():
             for backend in provided:
                 self._backends.setdefault(backend.name, backend)
 
@@ -155,10 +124,14 @@ class Catalog:
             self._before_load(name, ep.dist)
         try:
             plugin = ep.load()
+            if self._pm is None:
+                from ._hooks import plugin_manager
+
+                self._pm = plugin_manager()
             # An entry point may name a module, an object or a class; a class is instantiated.
             self._pm.register(plugin() if isinstance(plugin, type) else plugin,
                               name=f"{BACKENDS_GROUP}:{name}")
-            self._refresh()
+            self._refresh(self._pm)
         except Exception as exc:  # the plugin's own failure, reported as a diagnostic
             raise ConfigError(
                 f"the backend plugin for '{name}' failed to load: {exc!r}",
@@ -171,9 +144,13 @@ class Catalog:
         return [d for d in map(find_distribution, backend.distributions) if d is not None]
 
     def unusable_reason(self, backend: Backend, dist: Distribution) -> str | None:
+        if self._pm is None:
+            return default_unusable_reason(backend, dist)
         result: str | None = self._pm.hook.tt_meta_unusable_reason(backend=backend, dist=dist)
         return result
 
     def vllm_requirement(self, backend: Backend, dist: Distribution) -> str | None:
+        if self._pm is None:
+            return default_vllm_requirement(backend, dist)
         result: str | None = self._pm.hook.tt_meta_vllm_requirement(backend=backend, dist=dist)
         return result

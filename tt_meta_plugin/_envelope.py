@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import sys
 from typing import Any, NamedTuple
 
 from ._errors import TrustError
@@ -111,7 +112,11 @@ def parse_envelope(raw: bytes, where: str) -> Envelope:
 
 def _b64(text: str, where: str) -> bytes:
     try:
-        return base64.b64decode(text.encode("ascii"), validate=True)
+        data = text.encode("ascii")
+        if sys.version_info >= (3, 11):
+            # Strict in C; b64decode(validate=True) checks with a regex, ~10 ms per MB.
+            return binascii.a2b_base64(data, strict_mode=True)
+        return base64.b64decode(data, validate=True)  # pragma: no cover - Python 3.10
     except (binascii.Error, UnicodeEncodeError):
         raise TrustError(
             "the signed manifest holds invalid base64", where=where,
