@@ -131,7 +131,7 @@ def activate(environ: MutableMapping[str, str], argv: Sequence[str]) -> Activati
         audit_log=settings.audit_log,
         extra_general_plugins=policy.extra_general_plugins,
         backend_distributions=catalog.distribution_names(),
-        manifest_digest=verified.payload_digest if verified else None,
+        manifest_digest=verified.manifest_digest if verified else None,
         index_identity=verified.index_identity if verified else None,
         serial=verified.serial if verified else None,
         signers=verified.signers if verified else None,

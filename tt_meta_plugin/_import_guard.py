@@ -119,8 +119,8 @@ _installed: VerifiedImportGuard | None = None
 def install(verified: VerifiedBackend) -> VerifiedImportGuard:
     """Put the guard first on sys.meta_path (once per process) and return it."""
     global _installed
-    same = (verified.payload_digest, verified.index_identity)
-    if _installed is not None and (_installed.verified.payload_digest,
+    same = (verified.manifest_digest, verified.index_identity)
+    if _installed is not None and (_installed.verified.manifest_digest,
                                    _installed.verified.index_identity) == same:
         return _installed
     if _installed is not None:

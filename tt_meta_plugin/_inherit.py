@@ -90,7 +90,7 @@ def _inherit_verification(recorded: _handoff.Handoff, dist: Distribution
         )
     verified = VerifiedBackend(
         distribution=dist.name, version=str(dist.version), serial=recorded.serial,
-        signers=recorded.signers, manifest_path=None, payload_digest=recorded.manifest_digest,
+        signers=recorded.signers, manifest_path=None, manifest_digest=recorded.manifest_digest,
         index_identity=identity, root=root, files=files, top_levels=tops, files_checked=False,
     )
     _import_guard.install(verified)

@@ -1,7 +1,8 @@
 """What the last full verification of a manifest found, kept so it is not redone needlessly.
 
-One file per verified manifest, `<state_dir>/verified/<payload sha256>.idx`. It serves two
-readers, and is laid out so that each reads only what it needs:
+One file per verified manifest, `<state_dir>/verified/<SHA-256 of the manifest file>.idx`,
+named by the exact bytes of the signed manifest. It serves two readers, and is laid out so
+that each reads only what it needs:
 
 - a child process of the same server needs the verified (size, SHA-256) of the few files it
   imports. The file starts with a small header (root, top-level names) and a table of every
@@ -10,8 +11,9 @@ readers, and is laid out so that each reads only what it needs:
   the backend. The parent binds the file by its identity and metadata (device, inode, size,
   mtime_ns, ctime_ns), carried in the decision; the file is only ever replaced atomically, so
   any other change moves its ctime and the child refuses it.
-- a later first process (a server restart) reads the rest: the signed facts, which signatures
-  verified, and the identity and metadata at verification time of every directory walked and
+- a later first process (a server restart) reads the rest: the payload's digest and signed
+  facts (so the manifest need not be decoded and parsed again), its signatures and which of
+  them verified, and the identity and metadata at verification time of every directory walked and
   every signed file, packed per directory. When every directory is unchanged (no entry added,
   removed or renamed: their mtime and ctime say so) and every file's identity and metadata
   are equal, nothing is hashed again. Any difference means the full walk and hashing of what
@@ -47,8 +49,8 @@ def identity(info: os.stat_result) -> Identity:
     return (info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns, info.st_ctime_ns)
 
 
-def index_path(state_dir: str, payload_digest: str) -> Path:
-    return Path(state_dir) / SUBDIR / f"{payload_digest}.idx"
+def index_path(state_dir: str, key: str) -> Path:
+    return Path(state_dir) / SUBDIR / f"{key}.idx"
 
 
 class FileIndex:
@@ -101,8 +103,8 @@ class VerifiedBackend:
         "files_checked",
         "hashed_files",
         "index_identity",
+        "manifest_digest",
         "manifest_path",
-        "payload_digest",
         "root",
         "serial",
         "signers",
@@ -111,13 +113,14 @@ class VerifiedBackend:
     )
 
     def __init__(self, *, distribution: str, version: str, serial: int,
-                 signers: tuple[str, ...], manifest_path: Path | None, payload_digest: str,
+                 signers: tuple[str, ...], manifest_path: Path | None, manifest_digest: str,
                  index_identity: Identity, root: Path, files: FileIndex,
                  top_levels: frozenset[str], files_checked: bool, hashed_files: int = 0
                  ) -> None:
         self.distribution, self.version, self.serial = distribution, version, serial
         self.signers, self.manifest_path = signers, manifest_path
-        self.payload_digest, self.index_identity = payload_digest, index_identity
+        # SHA-256 of the signed manifest file: it names the verification record.
+        self.manifest_digest, self.index_identity = manifest_digest, index_identity
         self.root, self.files, self.top_levels = root, files, top_levels
         # False in a child: it loaded its parent's verification instead of checking files.
         self.files_checked, self.hashed_files = files_checked, hashed_files
@@ -140,14 +143,17 @@ Group = tuple[str, Identity | None, tuple[str, ...], bytes]
 class Cached:
     """A previous verification of one manifest at one install root."""
 
-    __slots__ = ("facts", "file_identity", "files", "groups", "signatures", "tops")
+    __slots__ = ("facts", "file_identity", "files", "groups", "listed", "payload_digest",
+                 "tops", "verified")
 
-    def __init__(self, facts: dict[str, Any], signatures: frozenset[tuple[str, bytes]],
+    def __init__(self, payload_digest: str, facts: dict[str, Any],
+                 listed: list[tuple[str, bytes]], verified: frozenset[tuple[str, bytes]],
                  tops: frozenset[str], files: FileIndex, groups: list[Group],
                  file_identity: Identity) -> None:
-        self.facts, self.tops, self.files = facts, tops, files
-        self.signatures = signatures  # (key id, signature) pairs that verified
-        self.groups, self.file_identity = groups, file_identity
+        self.payload_digest, self.facts, self.tops = payload_digest, facts, tops
+        self.files, self.groups, self.file_identity = files, groups, file_identity
+        # The manifest's signatures as (key id, signature), and those that verified.
+        self.listed, self.verified = listed, verified
 
     def walked(self) -> Walked:
         """The directory and file identities as plain mappings (for the full walk)."""
@@ -162,10 +168,11 @@ class Cached:
         return Walked(dirs, files)
 
 
-def _encode(payload_digest: str, root: Path, tops: frozenset[str], facts: dict[str, Any],
-            signatures: frozenset[tuple[str, bytes]], files: Mapping[str, tuple[int, str]],
+def _encode(key: str, payload_digest: str, root: Path, tops: frozenset[str],
+            facts: dict[str, Any], listed: list[tuple[str, bytes]],
+            verified: frozenset[tuple[str, bytes]], files: Mapping[str, tuple[int, str]],
             walked: Walked) -> bytes:
-    head = marshal.dumps((payload_digest, str(root), sorted(tops)))
+    head = marshal.dumps((key, str(root), sorted(tops)))
     names = sorted(p.encode("utf-8", "surrogateescape") for p in files)
     table, blob, offset = bytearray(), bytearray(), 0
     for name in names:
@@ -184,13 +191,13 @@ def _encode(payload_digest: str, root: Path, tops: frozenset[str], facts: dict[s
                   for m in sorted(members)))
         for folder, members in grouped.items()
     ]
-    body = marshal.dumps((facts, sorted(signatures), groups))
+    body = marshal.dumps((payload_digest, facts, listed, sorted(verified), groups))
     return b"".join((_MAGIC, _U32.pack(len(head)), head, _U32.pack(len(names)), bytes(table),
                      _U32.pack(len(blob)), bytes(blob), body))
 
 
 def _decode_head(buf: bytes | mmap.mmap) -> tuple[str, str, list[str], FileIndex, int]:
-    """(payload digest, root, tops, index, offset of the body); ValueError when malformed."""
+    """(record key, root, tops, index, offset of the body); ValueError when malformed."""
     if buf[:len(_MAGIC)] != _MAGIC:
         raise ValueError("not a verification record of this format")
     at = len(_MAGIC)
@@ -207,9 +214,10 @@ def _decode_head(buf: bytes | mmap.mmap) -> tuple[str, str, list[str], FileIndex
     return digest, root, tops, FileIndex(buf, table, count, blob), blob + blob_length
 
 
-def load(state_dir: str, payload_digest: str, root: Path, strict: bool) -> Cached | None:
-    """A previous verification of this manifest at this root, if there is a usable one."""
-    path = index_path(state_dir, payload_digest)
+def load(state_dir: str, key: str, root: Path, strict: bool) -> Cached | None:
+    """A previous verification of the manifest file whose SHA-256 is `key`, at this root,
+    if there is a usable one."""
+    path = index_path(state_dir, key)
     try:
         with open(path, "rb") as handle:
             info = os.fstat(handle.fileno())
@@ -218,39 +226,42 @@ def load(state_dir: str, payload_digest: str, root: Path, strict: bool) -> Cache
         return None
     _perms.check(path, "verification cache", strict)
     try:
-        digest, cached_root, tops, index, body = _decode_head(raw)
-        facts, signatures, groups = marshal.loads(raw[body:])
-        signatures = frozenset((keyid, sig) for keyid, sig in signatures)
+        found, cached_root, tops, index, body = _decode_head(raw)
+        payload_digest, facts, listed, verified, groups = marshal.loads(raw[body:])
+        listed = [(keyid, sig) for keyid, sig in listed]
+        verified = frozenset((keyid, sig) for keyid, sig in verified)
     except (EOFError, ValueError, TypeError, struct.error):
         return None  # unreadable: verify from scratch and rewrite it
-    if digest != payload_digest or cached_root != str(root) or not isinstance(facts, dict):
+    if found != key or cached_root != str(root) or not isinstance(facts, dict):
         return None
-    return Cached(facts, signatures, frozenset(tops), index, groups, identity(info))
+    return Cached(payload_digest, facts, listed, verified, frozenset(tops), index, groups,
+                  identity(info))
 
 
-def store(state_dir: str, payload_digest: str, root: Path, tops: frozenset[str],
-          facts: dict[str, Any], signatures: frozenset[tuple[str, bytes]],
-          files: Mapping[str, tuple[int, str]], walked: Walked) -> tuple[FileIndex, Identity]:
+def store(state_dir: str, key: str, payload_digest: str, root: Path, tops: frozenset[str],
+          facts: dict[str, Any], listed: list[tuple[str, bytes]],
+          verified: frozenset[tuple[str, bytes]], files: Mapping[str, tuple[int, str]],
+          walked: Walked) -> tuple[FileIndex, Identity]:
     """Write the record atomically; return its index and the identity children bind it by."""
     folder = Path(state_dir) / SUBDIR
     folder.mkdir(mode=0o700, parents=True, exist_ok=True)
-    raw = _encode(payload_digest, root, tops, facts, signatures, files, walked)
+    raw = _encode(key, payload_digest, root, tops, facts, listed, verified, files, walked)
     fd, tmp = tempfile.mkstemp(dir=folder, prefix=".idx.")
     try:
         view = memoryview(raw)
         while view:
             view = view[os.write(fd, view):]
-        os.replace(tmp, index_path(state_dir, payload_digest))
+        os.replace(tmp, index_path(state_dir, key))
         written = os.fstat(fd)  # after the rename, which moves the ctime
     finally:
         os.close(fd)
     return _decode_head(raw)[3], identity(written)
 
 
-def load_for_child(state_dir: str, payload_digest: str, expected: Identity
+def load_for_child(state_dir: str, key: str, expected: Identity
                    ) -> tuple[Path, frozenset[str], FileIndex]:
     """The parent's verification, exactly as it recorded it, or a refusal."""
-    path = index_path(state_dir, payload_digest)
+    path = index_path(state_dir, key)
     fix = "do not change tt_meta's state directory while a vLLM server starts"
     try:
         fd = os.open(path, os.O_RDONLY)

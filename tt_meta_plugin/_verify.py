@@ -19,7 +19,7 @@ import os
 import stat
 import sys
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -53,10 +53,13 @@ class _Candidate(NamedTuple):
 
     path: Path
     root: Path
-    digest: str
+    key: str  # SHA-256 of the manifest file: names its verification record
+    digest: str  # SHA-256 of the signed payload: what rollback marks compare
     signers: tuple[str, ...]
-    # (key id, signature) pairs that verified, and whether any needed a fresh check
-    signatures: frozenset[tuple[str, bytes]]
+    # The manifest's (key id, signature) pairs, those that verified, and whether any
+    # needed checking now
+    listed: list[tuple[str, bytes]]
+    verified: frozenset[tuple[str, bytes]]
     newly_verified: bool
     facts: dict[str, Any]
     files: Mapping[str, tuple[int, str]] | _verified_cache.FileIndex
@@ -185,12 +188,12 @@ class Verifier:
                 assert cached is not None  # only a valid record lets the walk be skipped
                 walked = cached.walked()
             index, index_identity = _verified_cache.store(
-                self.trust.state_dir, digest, root, tops, best.facts, best.signatures,
-                dict(best.files.items()), walked)
+                self.trust.state_dir, best.key, digest, root, tops, best.facts, best.listed,
+                best.verified, dict(best.files.items()), walked)
         return VerifiedBackend(
             distribution=best.facts["distribution"], version=best.facts["version"],
             serial=serial, signers=best.signers, manifest_path=path,
-            payload_digest=digest, index_identity=index_identity, root=root,
+            manifest_digest=best.key, index_identity=index_identity, root=root,
             files=index, top_levels=tops, files_checked=True, hashed_files=hashed,
         )
 
@@ -205,24 +208,40 @@ class Verifier:
         except OSError as exc:
             raise TrustError(f"cannot read the manifest: {exc.strerror}", where=where,
                              fix="check the file's permissions") from None
-        envelope = parse_envelope(raw, where)
-        if envelope.payload_type != MANIFEST_TYPE:
-            raise TrustError(
-                f"the signed document is a {envelope.payload_type!r}, not a manifest",
-                where=where, fix="put the backend's manifest here, made by `tt-meta sign`",
-            )
-        digest = hashlib.sha256(envelope.payload).hexdigest()
+        envelope: Envelope | None = None
+
+        def parsed() -> Envelope:
+            nonlocal envelope
+            if envelope is None:
+                envelope = parse_envelope(raw, where)
+                if envelope.payload_type != MANIFEST_TYPE:
+                    raise TrustError(
+                        f"the signed document is a {envelope.payload_type!r}, not a manifest",
+                        where=where,
+                        fix="put the backend's manifest here, made by `tt-meta sign`",
+                    )
+            return envelope
+
+        key = hashlib.sha256(raw).hexdigest()
         root = install_root(dist)
-        cached = _verified_cache.load(self.trust.state_dir, digest, root,
+        cached = _verified_cache.load(self.trust.state_dir, key, root,
                                       self.trust.strict_permissions)
-        signers, signatures, fresh = self._check_signatures(
-            envelope, backend, where, cached.signatures if cached else frozenset())
         files: Mapping[str, tuple[int, str]] | _verified_cache.FileIndex
         if cached is not None:
-            # These exact payload bytes were parsed and verified before: reuse what they say.
+            # These exact manifest bytes were verified before: what they say is in the record,
+            # and they are decoded again only if a signature must be checked now.
+            digest, listed, known = cached.payload_digest, cached.listed, cached.verified
             facts, files, tops = cached.facts, cached.files, cached.tops
         else:
-            manifest = parse_manifest(envelope.payload, where)  # only verified bytes are parsed
+            document = parsed()
+            digest = hashlib.sha256(document.payload).hexdigest()
+            listed = [(s.keyid, s.sig) for s in document.signatures]
+            known = frozenset()
+        signers, verified, fresh = self._check_signatures(
+            listed, backend, where, known, lambda: parsed().pae())
+        if cached is None:
+            # Only verified bytes are parsed.
+            manifest = parse_manifest(parsed().payload, where)
             facts = manifest.facts()
             files = {f.path: (f.size, f.sha256) for f in manifest.files}
             tops = top_level_names(files)
@@ -257,35 +276,34 @@ class Verifier:
                 where=where,
                 fix="install the backend version of the newest manifest, with that manifest",
             )
-        return _Candidate(path, root, digest, signers, signatures, fresh, facts, files, tops,
-                          cached)
+        return _Candidate(path, root, key, digest, signers, listed, verified, fresh, facts,
+                          files, tops, cached)
 
-    def _check_signatures(self, envelope: Envelope, backend: str, where: str,
-                          known: frozenset[tuple[str, bytes]]
+    def _check_signatures(self, listed: list[tuple[str, bytes]], backend: str, where: str,
+                          known: frozenset[tuple[str, bytes]], message: Callable[[], bytes]
                           ) -> tuple[tuple[str, ...], frozenset[tuple[str, bytes]], bool]:
         """(distinct valid signer key ids, the (key id, signature) pairs that verified,
         whether any needed checking now). `known` holds pairs this machine already verified
-        over these exact payload bytes (the record is named by their digest); a key id is
-        the SHA-256 of the key's bytes, so such a pair needs no cryptography again. Trust,
-        revocation, binding and the threshold are judged anew every time."""
+        over these exact manifest bytes (the record is named by their digest); a key id is
+        the SHA-256 of the key's bytes, so such a pair needs no cryptography again.
+        `message()` gives the signed bytes when one does. Trust, revocation, binding and the
+        threshold are judged anew every time."""
         keys, trust = self.keys(), self.trust
         bound = {k.lower() for k in trust.signers_for(backend)}
-        message: bytes | None = None
         verified: set[tuple[str, bytes]] = set()
         fresh = False
         valid: list[str] = []
         notes: list[str] = []
-        for number, signature in enumerate(envelope.signatures, 1):
-            hint = signature.keyid.lower()
+        for number, (keyid, sig) in enumerate(listed, 1):
+            hint = keyid.lower()
             key = keys.get(hint)
             short = f"signature {number} (key id {hint[:16]})"
-            pair = (hint, signature.sig)
+            pair = (hint, sig)
             if key is None:
                 notes.append(f"{short}: not a trusted key")
                 continue
             if pair not in known:
-                message = message or envelope.pae()
-                if not key.verifies(signature.sig, message):
+                if not key.verifies(sig, message()):
                     notes.append(f"{short}: does not verify with that key")
                     continue
                 fresh = True
