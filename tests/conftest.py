@@ -122,6 +122,11 @@ PROCESS_SCRIPT = textwrap.dedent(
     out = {}
     try:
         out["platform"] = [vllm_entry.platform_plugin(), vllm_entry.platform_plugin()]
+        # The costly modules activation loaded (children and warm first processes avoid
+        # them); taken before the backend's general plugins, which import what they like.
+        out["modules"] = sorted(m for m in sys.modules if m.split(".")[0] in (
+            "tomllib", "pluggy", "cryptography", "packaging") or m in (
+            "tt_meta_plugin._policy", "tt_meta_plugin._verify", "tt_meta_plugin._catalog"))
         vllm_entry.general_plugin(); vllm_entry.general_plugin()
         out["inherited"] = vllm_entry.current().inherited
     except SystemExit as exc:

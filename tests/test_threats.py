@@ -668,3 +668,53 @@ def test_child_record_changed_after_parent_wrote_it(scene: Scene) -> None:
     assert child.refused
     assert "the parent's verification record changed after the parent wrote it" in child.stderr
     assert child.events == []
+
+
+def _modules(result: ProcessResult) -> list[str]:
+    names = result.result["modules"]
+    assert isinstance(names, list)
+    return [str(n) for n in names]
+
+
+def test_warm_and_child_processes_skip_the_costly_work_but_no_check(scene: Scene) -> None:
+    """A restart with an unchanged backend checks signatures from the record without
+    cryptography; a child parses no policy, loads no catalog, checks no signature. Trust is
+    still judged anew (a revocation counts at once) and a change is still found."""
+    cold = scene.run()
+    assert cold.result.get("platform"), cold.stderr
+    assert "cryptography" in _modules(cold)
+    warm = scene.run()
+    assert warm.result.get("platform"), warm.stderr
+    assert not [m for m in _modules(warm) if m.startswith(("cryptography", "pluggy"))]
+    child = scene.run_process(scene.site, ["/venv/bin/worker.py"],
+                              TT_META_DECISION=str(cold.result["decision"]),
+                              TT_META_POLICY=str(scene.policy))
+    assert child.result.get("inherited") is True, child.stderr
+    assert _modules(child) == [], _modules(child)
+    revoked = scene.run(scene.policy_with(f'revoked_keys = ["{scene.keyid}"]\n'))
+    assert_refused(revoked, "the key is revoked", scene=scene)
+    nested = scene.site / "tt_vllm_plugin" / "sub"
+    nested.mkdir()
+    (nested / "added.py").write_text("x = 1\n")
+    assert_refused(scene.run(), "a file that is not in the manifest was added",
+                   "tt_vllm_plugin/sub/added.py", scene=scene)
+    shutil.rmtree(nested)
+    assert scene.run().result.get("platform")
+    target = _platform_py(scene)
+    moved = target.with_name("platform_real.py")
+    target.rename(moved)
+    target.symlink_to(moved)
+    assert_refused(scene.run(), "a symlink was added among the signed files", scene=scene)
+
+
+def test_child_policy_changed_after_the_parent_parsed_it(scene: Scene) -> None:
+    parent = scene.run()
+    scene.policy.write_text(scene.policy.read_text() + "\n# edited\n")
+    child = scene.run_process(scene.site, ["/venv/bin/worker.py"],
+                              TT_META_DECISION=str(parent.result["decision"]),
+                              TT_META_POLICY=str(scene.policy))
+    assert child.refused, child.stderr
+    for needle in ("but the decision was made under", "as it was then",
+                   "do not change the policy file while a server starts"):
+        assert needle in child.stderr, child.stderr
+    assert child.events == []
