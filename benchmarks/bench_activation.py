@@ -60,26 +60,29 @@ def probe(site: Path, **env: str) -> dict[str, Any]:
 FIRST_PROCESS = "tt_meta_plugin.vllm_entry,tt_meta_plugin._dispatch,tt_meta_plugin._decide"
 
 
-def run(repeat: int = 5) -> list[dict[str, Any]]:
+def run(repeat: int = 9) -> list[dict[str, Any]]:
+    """Medians of `repeat` fresh processes. A few milliseconds are the answer and one process
+    start varies by more than that here, so the kinds of run are interleaved: a disturbance
+    on the machine lands on all of them alike."""
     med = statistics.median
     rows = []
     for files, size in SIZES:
         site = make_backend(files, size)
         state = site.parent / f"state-act-{site.name}"
         pol = str(policy(site, state))
-        base = [probe(site, VLLM_PLUGINS="tt")["ms"] for _ in range(repeat)]
-        cold, warm, child = [], [], []
-        decision = ""
+        base: list[float] = []
+        cold: list[float] = []
+        warm: list[float] = []
+        child: list[float] = []
         for _ in range(repeat):
             shutil.rmtree(state, ignore_errors=True)
             first = probe(site, VLLM_PLUGINS="tt_meta", TT_META_POLICY=pol)
             assert first["platform"] == "tt_vllm_plugin.platform.TTPlatform", first
             cold.append(first["ms"])
-            decision = first["decision"]
-        for _ in range(repeat):
+            base.append(probe(site, VLLM_PLUGINS="tt")["ms"])
             warm.append(probe(site, VLLM_PLUGINS="tt_meta", TT_META_POLICY=pol)["ms"])
             child.append(probe(site, VLLM_PLUGINS="tt_meta", TT_META_POLICY=pol,
-                               TT_META_DECISION=decision)["ms"])
+                               TT_META_DECISION=first["decision"])["ms"])
         rows.append({"files": files, "bytes": size, "backend_alone_ms": med(base),
                      "cold_ms": med(cold), "warm_ms": med(warm), "child_ms": med(child),
                      "cold_added_ms": med(cold) - med(base),
