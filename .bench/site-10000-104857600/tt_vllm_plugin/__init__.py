@@ -1,6 +1,0 @@
-def register():
-    return "tt_vllm_plugin.platform.TTPlatform"
-
-
-def register_models():
-    pass
