@@ -82,10 +82,10 @@ def _inherit_verification(recorded: _handoff.Handoff, dist: Distribution
     identity = tuple(recorded.index_identity)
     root, tops, files = _verified_cache.load_for_child(
         recorded.state_dir, recorded.manifest_digest, identity)
-    if root != install_root(dist):
+    here = install_root(dist)
+    if root != here:
         raise TrustError(
-            f"{label} is installed at {install_root(dist)}, but the parent verified it at "
-            f"{root}",
+            f"{label} is installed at {here}, but the parent verified it at {root}",
             where=str(root), fix="start every process of one server in one environment",
         )
     verified = VerifiedBackend(
