@@ -1,13 +1,24 @@
-"""Shared fixtures: real wheels of the simulated backends, installed the normal way."""
+"""Shared fixtures: real wheels of the simulated backends, installed the normal way, and the
+one environment every test runs in.
+
+The suite must give the same answer on any machine, as root or as an ordinary user: so the
+environment is pinned here, once, at start-up (`pytest_configure`): umask 022, no variable of
+the developer's that changes what tt_meta, vLLM or Python do (see `_SCRUBBED`), an empty
+Hugging Face cache, and no real Tenstorrent package importable. What a test needs beyond
+that, it sets itself.
+"""
 
 from __future__ import annotations
 
+import hashlib
+import importlib.util
 import json
 import os
 import subprocess
 import sys
+import tempfile
 import textwrap
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 
 import pytest
@@ -18,20 +29,66 @@ sys.path.insert(0, str(SUPPORT))
 
 from sim import build_all, build_wheel, install  # noqa: E402
 
+from tt_meta_plugin._inputs import DEFAULT_POLICY  # noqa: E402
 from tt_meta_plugin._keys import generate, load_private  # noqa: E402
 from tt_meta_plugin._metadata import Distribution, normalize  # noqa: E402
 from tt_meta_plugin._sign import build_manifest, sign_manifest, write_manifest  # noqa: E402
 
 __all__ = ["build_wheel", "install"]
 
-# Variables the tests set themselves; the developer's own values must not leak in.
-_SCRUBBED_PREFIXES = ("TT_META_", "VLLM_PLUGINS", "HF_MODEL", "TT_SIM_", "VLLM_RAY_")
+# -- The pinned environment -----------------------------------------------------------------
+
+# Variables that change what tt_meta decides (TT_META_*, HF_MODEL, VLLM_PLUGINS,
+# VLLM_TARGET_DEVICE, ...), where caches are (HF_*, XDG_CACHE_HOME), or how Python writes and
+# finds bytecode (a PYTHONPYCACHEPREFIX or SOURCE_DATE_EPOCH breaks the bytecode tests, and
+# PYTHONDONTWRITEBYTECODE hides what writing it changes). Removed from this process and so
+# from every process a test starts.
+_SCRUBBED_PREFIXES = ("TT_META_", "TT_SIM_", "VLLM_", "HF_", "RAY_")
+_SCRUBBED = frozenset({
+    "TT_DEVICE", "TT_VISIBLE_DEVICES", "XDG_CACHE_HOME", "TRANSFORMERS_CACHE",
+    "PYTHONPATH", "PYTHONPYCACHEPREFIX", "SOURCE_DATE_EPOCH", "PYTHONDONTWRITEBYTECODE",
+    "PYTHONSTARTUP", "PYTHONSAFEPATH", "PYTHONNOUSERSITE", "PYTHONOPTIMIZE", "PYTHONINSPECT",
+})
+# Real Tenstorrent packages: with one of them importable, the simulated backends' outcomes
+# (a runtime that cannot be imported, a backend that is not installed) would change.
+_REAL_PACKAGES = ("ttnn", "pjrt_plugin_tt", "tt_vllm_plugin", "vllm_tt", "vllm_tt_plugin")
+UMASK = 0o022
+
+
+def scrubbed(environ: Mapping[str, str]) -> dict[str, str]:
+    return {k: v for k, v in environ.items()
+            if not k.startswith(_SCRUBBED_PREFIXES) and k not in _SCRUBBED}
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    os.umask(UMASK)
+    clean = scrubbed(os.environ)
+    os.environ.clear()
+    os.environ.update(clean)
+    # An empty, private cache: a hub id is never found in the developer's own cache.
+    cache = tempfile.mkdtemp(prefix="tt-meta-tests-cache-")
+    os.environ.update(HF_HOME=os.path.join(cache, "hf"), XDG_CACHE_HOME=cache,
+                      HF_HUB_OFFLINE="1")
+    present = [m for m in _REAL_PACKAGES if importlib.util.find_spec(m) is not None]
+    if present:
+        raise pytest.UsageError(
+            f"the test interpreter can import {present}: the tests need an environment "
+            "without Tenstorrent packages (`make test` creates one in .venv)")
 
 
 def clean_env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(_SCRUBBED_PREFIXES)}
+    """The pinned environment plus `extra` (a value of "<unset>" removes the variable)."""
+    env = scrubbed(os.environ)
+    env.update(HF_HOME=os.environ["HF_HOME"], XDG_CACHE_HOME=os.environ["XDG_CACHE_HOME"],
+               HF_HUB_OFFLINE="1")
     env.update(extra)
-    return env
+    return {k: v for k, v in env.items() if v != "<unset>"}
+
+
+# What a vLLM command line's argv[0] looks like: the `vllm` script beside this interpreter.
+# (Not derived by replacing "python" in the interpreter's name: `python3` would give `vllm3`.)
+VLLM_ARGV0 = str(Path(sys.executable).with_name("vllm"))
+BUILTIN_POLICY = DEFAULT_POLICY  # named explicitly: a machine may have /etc/tt-meta/policy.toml
 
 
 @pytest.fixture(scope="session")
@@ -111,7 +168,8 @@ def write_project(root: Path, name: str, package: str, files: Mapping[str, str],
 
 
 # A script run in a fresh interpreter: it plays one vLLM process, calling our entry points the
-# way vLLM does (platform function twice, general plugins once per process).
+# way vLLM does (platform function twice, general plugins once per process). It exits as the
+# vLLM process would: with tt_meta's SystemExit code, else 0.
 PROCESS_SCRIPT = textwrap.dedent(
     """
     import json, os, sys
@@ -128,29 +186,48 @@ PROCESS_SCRIPT = textwrap.dedent(
             "tomllib", "pluggy", "cryptography", "packaging") or m in (
             "tt_meta_plugin._policy", "tt_meta_plugin._verify", "tt_meta_plugin._catalog"))
         vllm_entry.general_plugin(); vllm_entry.general_plugin()
+        out["general_plugins_ran"] = True
         out["inherited"] = vllm_entry.current().inherited
     except SystemExit as exc:
         out["exit"] = exc.code
     out["decision"] = os.environ.get("TT_META_DECISION")
     out["ray"] = os.environ.get("VLLM_RAY_EXTRA_ENV_VARS_TO_COPY")
     print("RESULT " + json.dumps(out))
+    sys.exit(out.get("exit") or 0)
     """
 )
+
+# The platform class each simulated backend distribution answers.
+PLATFORM_OF = {"tt-vllm-plugin": "tt_vllm_plugin.platform.TTPlatform",
+               "vllm-tt": "vllm_tt.platform.TTPlatform",
+               "vllm-tt-plugin": "vllm_tt_plugin.platform.TTPlatform",
+               "quasar-vllm": "quasar_vllm.platform.QuasarPlatform"}
+
+
+def read_events(record: Path) -> list[dict[str, object]]:
+    """The simulated backends' activation records (one JSON line per event, per process)."""
+    return [json.loads(line) for p in sorted(record.glob("*.jsonl"))
+            for line in p.read_text().splitlines()]
 
 
 class ProcessResult:
     def __init__(self, proc: subprocess.CompletedProcess[str], record_dir: Path) -> None:
         self.proc = proc
+        self.returncode = proc.returncode
         self.stderr = proc.stderr
         lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
         self.result: dict[str, object] = json.loads(lines[-1][7:]) if lines else {}
-        self.events: list[dict[str, object]] = []
-        for path in sorted(record_dir.glob("*.jsonl")):
-            self.events += [json.loads(x) for x in path.read_text().splitlines()]
+        self.events = read_events(record_dir)
 
     @property
     def refused(self) -> bool:
-        return self.result.get("exit") == 1
+        return self.result.get("exit") == 1 and self.returncode == 1
+
+    @property
+    def decision(self) -> str:
+        decision = self.result.get("decision")
+        assert isinstance(decision, str), (self.result, self.stderr[-2000:])
+        return decision
 
     def dists(self, event: str) -> list[object]:
         return [e["dist"] for e in self.events if e["event"] == event]
@@ -164,8 +241,8 @@ def run_process(tmp_path: Path) -> Iterator[ProcessRunner]:
     def run(site: Path, argv: list[str] | None = None, **env: str) -> ProcessResult:
         record = tmp_path / f"record-{len(list(tmp_path.glob('record-*')))}"
         record.mkdir()
-        full_env = clean_env(PYTHONPATH=str(site), TT_SIM_RECORD_DIR=str(record))
-        full_env.setdefault("VLLM_PLUGINS", "tt_meta")
+        full_env = clean_env(PYTHONPATH=str(site), TT_SIM_RECORD_DIR=str(record),
+                             VLLM_PLUGINS="tt_meta")
         full_env.update(env)
         full_env = {k: v for k, v in full_env.items() if v != "<unset>"}
         if argv is not None:
@@ -175,6 +252,86 @@ def run_process(tmp_path: Path) -> Iterator[ProcessRunner]:
         return ProcessResult(proc, record)
 
     yield run
+
+
+def assert_delegated(result: ProcessResult, dist: str, *, also: Iterable[str] = (),
+                     inherited: bool = False) -> None:
+    """The process delegated to `dist` as vLLM needs it: exit 0, the platform class answered
+    to both calls, the backend's platform function and general plugins ran, no error, and no
+    other backend's code ran (`also`: other distributions whose general plugins may run)."""
+    tail = result.stderr[-3000:]
+    assert result.returncode == 0 and "exit" not in result.result, (result.result, tail)
+    assert result.result.get("platform") == [PLATFORM_OF[dist]] * 2, (result.result, tail)
+    assert result.result.get("general_plugins_ran") is True, (result.result, tail)
+    assert result.result.get("inherited") is inherited, (result.result, tail)
+    assert "ERROR" not in result.stderr and "Traceback" not in result.stderr, tail
+    assert {e["dist"] for e in result.events} == {dist, *also}, result.events
+    ran = {e["event"] for e in result.events if e["dist"] == dist}
+    assert {"platform_function", "general_plugin"} <= ran, result.events
+    assert result.dists("platform_function") == [dist], "platform function called twice"
+    assert json.loads(result.decision)["distribution"] in (dist, dist.replace("-", "_"))
+
+
+class StateWatch:
+    """Every file tt_meta writes that another process trusts: the rollback marks and the
+    verification records under the state directory, and the audit log. `before()` takes a
+    picture; `assert_nothing_trusted_added()` proves a refused run changed none of it and
+    logged only refusals."""
+
+    def __init__(self, state: Path, audit: Path | None = None) -> None:
+        self.state, self.audit = state, audit
+        self._files: dict[str, str] = {}
+        self._audit_lines = 0
+
+    def _picture(self) -> dict[str, str]:
+        if not self.state.exists():
+            return {}
+        return {p.relative_to(self.state).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+                for p in sorted(self.state.rglob("*")) if p.is_file() and p.name != ".lock"}
+
+    def _audit(self) -> list[dict[str, object]]:
+        if self.audit is None or not self.audit.exists():
+            return []
+        return [json.loads(x) for x in self.audit.read_text().splitlines()]
+
+    def before(self) -> None:
+        self._files = self._picture()
+        self._audit_lines = len(self._audit())
+
+    def files(self) -> dict[str, str]:
+        return self._picture()
+
+    def assert_nothing_trusted_added(self) -> None:
+        now = self._picture()
+        changed = sorted(k for k in now.keys() | self._files.keys()
+                         if now.get(k) != self._files.get(k))
+        assert changed == [], f"a refused run changed trusted state: {changed}"
+        if self.audit is not None:
+            added = self._audit()[self._audit_lines:]
+            assert added, "the refusal was not written to the audit log"
+            # A process may have delegated before it failed; its last word is the refusal.
+            last = {e["pid"]: e["verdict"] for e in added}
+            assert set(last.values()) == {"refused"}, added
+
+
+def assert_refused(result: ProcessResult, *needles: str, where: object = None,
+                   state: StateWatch | None = None) -> None:
+    """A clean refusal: exit 1 through tt_meta's own SystemExit, each needle in the ERROR
+    message, `where` (the file or variable refused) on its `where:` line, no traceback, no
+    backend code run, no decision left for children, and (given `state`) nothing trusted
+    written."""
+    tail = result.stderr[-3000:]
+    assert result.refused, (result.returncode, result.result, tail)
+    for needle in needles:
+        assert needle in result.stderr, (needle, tail)
+    if where is not None:
+        assert f"where: {where}" in result.stderr, (f"where: {where}", tail)
+    assert "ERROR" in result.stderr, tail
+    assert "Traceback" not in result.stderr, tail
+    assert result.events == [], f"backend code ran: {result.events}"
+    assert result.result.get("decision") is None, "a decision was left for children"
+    if state is not None:
+        state.assert_nothing_trusted_added()
 
 
 def trust_table(keys: Path, keyid: str, state: Path) -> str:

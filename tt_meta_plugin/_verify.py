@@ -404,9 +404,13 @@ def _check_files(expected: Mapping[str, tuple[int, str]] | _verified_cache.FileI
         if previous.get(rel) != ident:
             stale.append(rel)
     hashed = sha256_files([f"{base}/{rel}" for rel in stale], [signed[r][0] for r in stale])
-    for rel, (_, digest) in zip(stale, hashed, strict=True):
-        if digest != signed[rel][1]:
-            raise fail("a signed file was modified (its SHA-256 differs)", rel)
+    modified = [rel for rel, (_, digest) in zip(stale, hashed, strict=True)
+                if digest != signed[rel][1]]
+    if modified:
+        # All of them, not the first: what was tampered with is the operator's next question.
+        others = modified[1:6] + (["..."] if len(modified) > 6 else [])
+        also = f"; also modified: {', '.join(others)}" if others else ""
+        raise fail(f"a signed file was modified (its SHA-256 differs){also}", modified[0])
     return walked, len(stale)
 
 

@@ -39,6 +39,10 @@ _general_done = False
 def _fail(error: TTMetaError) -> NoReturn:
     log(logging.ERROR, "tt_meta refused to start this vLLM process (pid %d):\n%s",
         os.getpid(), error.render())
+    if _activation is None or not _activation.inherited:
+        # A decision this process published (a failure may come after it: in the backend's
+        # platform function or general plugins) must not reach a process started from here.
+        os.environ.pop(_handoff.ENV_DECISION, None)
     raise FailClosed(error)
 
 
@@ -106,6 +110,7 @@ def general_plugin() -> None:
     activation = current()
     from ._delegate import run_general_plugins
 
+    started = time.perf_counter()
     try:
         ran = run_general_plugins(
             activation.target,
@@ -113,5 +118,9 @@ def general_plugin() -> None:
             activation.handoff.backend_distributions,
         )
     except TTMetaError as error:
+        # The audit said "delegated" or "inherited" already; it must also say this ended it.
+        _audit.record(activation.handoff.audit_log, verdict="refused",
+                      error=type(error).__name__, reason=error.summary,
+                      ms=round((time.perf_counter() - started) * 1e3, 2))
         _fail(error)
     log(logging.DEBUG, "tt_meta: ran general plugins %s", ", ".join(ran) or "(none)")

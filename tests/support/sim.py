@@ -1,41 +1,86 @@
-"""Build the simulated backends as wheels and install them, as pip does, into a folder."""
+"""Build the simulated backends as wheels and install them, as pip does, into a folder.
+
+The wheels are written here, byte for byte, from each project's pyproject.toml: no build
+backend runs. A setuptools build would make the result depend on the setuptools that vLLM
+happens to pin (setuptools 65 writes `Name: vllm-tt`, 78 keeps `vllm_tt`), so a test would
+pass or fail with it. The wheel format is small (PEP 427: a zip with a `.dist-info` holding
+METADATA, WHEEL, entry_points.txt and RECORD) and written with fixed timestamps, so the same
+project always gives the same wheel.
+"""
 
 from __future__ import annotations
 
-import shutil
+import base64
+import hashlib
+import re
 import subprocess
 import sys
-import tempfile
+import zipfile
 from pathlib import Path
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
 
 SIM = Path(__file__).resolve().parent / "sim_backends"
 SIM_PROJECTS = ("sim-record", "pjrt-plugin-tt", "tt-vllm-plugin", "vllm-tt")
+_EPOCH = (1980, 1, 1, 0, 0, 0)  # the earliest time a zip can hold
+
+
+def _record_line(path: str, data: bytes) -> str:
+    digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
+    return f"{path},sha256={digest},{len(data)}"
 
 
 def build_wheel(project: Path, out: Path) -> Path:
-    """Build a wheel with the venv's own setuptools (no download, no isolation).
-
-    The build runs on a copy: setuptools leaves build/ and *.egg-info behind, and a stale
-    build/ would put old code in the next wheel.
-    """
+    """Write `project` (a pyproject.toml with [project] and [tool.setuptools] packages) as a
+    pure-Python wheel in `out`; the distribution name is exactly the one the project gives."""
+    meta = tomllib.loads((project / "pyproject.toml").read_text(encoding="utf-8"))
+    spec = meta["project"]
+    name, version = spec["name"], spec["version"]
+    stem = f"{re.sub(r'[-_.]+', '_', name)}-{version}"
+    files: list[tuple[str, bytes]] = []
+    for package in meta["tool"]["setuptools"]["packages"]:
+        folder = project / package.replace(".", "/")
+        for path in sorted(folder.rglob("*")):
+            if path.is_file() and "__pycache__" not in path.parts and path.suffix != ".pyc":
+                files.append((path.relative_to(project).as_posix(), path.read_bytes()))
+    info = f"{stem}.dist-info"
+    metadata = ["Metadata-Version: 2.1", f"Name: {name}", f"Version: {version}"]
+    if "requires-python" in spec:
+        metadata.append(f"Requires-Python: {spec['requires-python']}")
+    metadata += [f"Requires-Dist: {req}" for req in spec.get("dependencies", [])]
+    entry_points = "".join(
+        f"[{group}]\n" + "".join(f"{k} = {v}\n" for k, v in eps.items()) + "\n"
+        for group, eps in spec.get("entry-points", {}).items())
+    tops = sorted({path.split("/")[0] for path, _ in files})
+    files += [
+        (f"{info}/METADATA", ("\n".join(metadata) + "\n\n").encode()),
+        (f"{info}/WHEEL", b"Wheel-Version: 1.0\nGenerator: tt-meta-tests\n"
+                          b"Root-Is-Purelib: true\nTag: py3-none-any\n\n"),
+        (f"{info}/top_level.txt", ("\n".join(tops) + "\n").encode()),
+    ]
+    if entry_points:
+        files.append((f"{info}/entry_points.txt", entry_points.encode()))
+    record = "\n".join([*(_record_line(p, d) for p, d in files), f"{info}/RECORD,,"]) + "\n"
+    files.append((f"{info}/RECORD", record.encode()))
     out.mkdir(parents=True, exist_ok=True)
-    before = set(out.glob("*.whl"))
-    with tempfile.TemporaryDirectory() as scratch:
-        source = Path(shutil.copytree(project, Path(scratch) / project.name))
-        subprocess.run(
-            [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation",
-             "--disable-pip-version-check", "-w", str(out), str(source)],
-            check=True, capture_output=True,
-        )
-    (wheel,) = set(out.glob("*.whl")) - before
+    wheel = out / f"{stem}-py3-none-any.whl"
+    with zipfile.ZipFile(wheel, "w", zipfile.ZIP_DEFLATED) as archive:
+        for path, data in files:
+            entry = zipfile.ZipInfo(path, _EPOCH)
+            entry.external_attr = 0o644 << 16
+            archive.writestr(entry, data, zipfile.ZIP_DEFLATED)
     return wheel
 
 
 def install(wheels: list[Path], target: Path) -> Path:
-    """Install wheels into `target` as pip does (dist-info, RECORD, entry_points.txt)."""
+    """Install wheels into `target` as pip does (dist-info, RECORD, INSTALLER, bytecode)."""
     subprocess.run(
         [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-index",
-         "--disable-pip-version-check", "--target", str(target), *map(str, wheels)],
+         "--disable-pip-version-check", "--no-cache-dir", "--target", str(target),
+         *map(str, wheels)],
         check=True, capture_output=True,
     )
     return target

@@ -1,4 +1,8 @@
-"""Append one JSON line per event to $TT_SIM_RECORD_DIR/<pid>.jsonl (nothing when unset)."""
+"""Append one JSON line per event to $TT_SIM_RECORD_DIR/<pid>.jsonl (nothing when unset).
+
+`TT_SIM_FAIL=<step>` makes a simulated backend fail at that step (`platform_function` or
+`general_plugin`), after tt_meta verified it: what tt_meta then leaves behind is tested.
+"""
 
 import json
 import os
@@ -12,3 +16,8 @@ def record(dist: str, event: str, **extra: object) -> None:
     line = {"pid": os.getpid(), "dist": dist, "event": event, "argv0": sys.argv[0], **extra}
     with open(os.path.join(folder, f"{os.getpid()}.jsonl"), "a", encoding="utf-8") as handle:
         handle.write(json.dumps(line) + "\n")
+
+
+def fail_if_asked(dist: str, step: str) -> None:
+    if os.environ.get("TT_SIM_FAIL") == step:
+        raise RuntimeError(f"{dist}: simulated failure in {step}")
