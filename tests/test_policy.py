@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from tt_meta_plugin import ConfigError
-from tt_meta_plugin._inputs import DEFAULT_POLICY, policy_path
+from tt_meta_plugin import ConfigError, SelectionError, _inputs
+from tt_meta_plugin._decide import decide, gather_facts
+from tt_meta_plugin._inputs import DEFAULT_POLICY, MAX_POLICY_BYTES, policy_path, read_inputs
 from tt_meta_plugin._policy import load_policy, parse_policy
 
 GOOD = b"""
@@ -47,6 +48,16 @@ def test_default_policy_is_valid_and_refuses_unknown_models() -> None:
     policy = parse_policy(DEFAULT_POLICY.read_bytes(), str(DEFAULT_POLICY))
     assert policy.default_backend is None
     assert set(policy.allowed_backends) == {"metal", "forge"}
+    env = {"TT_META_MODEL": "nobody/unknown-model"}
+    inputs = read_inputs(env, [])
+    facts, config = gather_facts(inputs, env)
+    with pytest.raises(SelectionError, match="'nobody/unknown-model' matches no rule"):
+        decide(policy, inputs, facts, config)
+    # ... while a model it lists is decided.
+    env = {"TT_META_MODEL": "meta-llama/Llama-3.1-8B-Instruct", "TT_META_DEVICE": "n150"}
+    inputs = read_inputs(env, [])
+    facts, config = gather_facts(inputs, env)
+    assert decide(policy, inputs, facts, config).backend == "metal"
 
 
 @pytest.mark.parametrize(
@@ -91,12 +102,40 @@ def test_errors_name_file_key_and_fix(text: bytes, needle: str, key: str) -> Non
 @pytest.mark.parametrize(
     ("raw", "needle"),
     [(b"version = = 1", "not valid TOML"), (b"\xff\xfe", "not UTF-8"),
-     (b"#" * (1 << 20 + 1), "larger than 1 MiB")],
+     (b"#" * ((1 << 20) + 1), "larger than 1 MiB")],
 )
 def test_unparseable_policy(raw: bytes, needle: str) -> None:
     with pytest.raises(ConfigError) as info:
         parse_policy(raw, "p.toml")
     assert needle in str(info.value) and "p.toml" in str(info.value)
+
+
+def test_policy_size_limit_is_exactly_1_mib(tmp_path: Path) -> None:
+    body = b"version = 1\nallowed_backends = ['metal']\n#"
+    exact = body + b"x" * (MAX_POLICY_BYTES - len(body))
+    assert len(exact) == 1 << 20
+    assert parse_policy(exact, "p.toml").allowed_backends == ("metal",)
+    with pytest.raises(ConfigError, match="larger than 1 MiB"):
+        parse_policy(exact + b"x", "p.toml")
+    # The same boundary when the file is read from disk.
+    path = tmp_path / "p.toml"
+    path.write_bytes(exact)
+    assert load_policy({"TT_META_POLICY": str(path)}).allowed_backends == ("metal",)
+    path.write_bytes(exact + b"x")
+    with pytest.raises(ConfigError, match="larger than 1 MiB"):
+        load_policy({"TT_META_POLICY": str(path)})
+
+
+def test_system_policy_else_built_in(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without TT_META_POLICY: the system file if it exists, else the built-in one (the
+    system path is replaced here: the machine running the tests may have its own)."""
+    system = tmp_path / "etc-policy.toml"
+    monkeypatch.setattr(_inputs, "SYSTEM_POLICY", system)
+    assert policy_path({}) == DEFAULT_POLICY
+    system.write_text("version = 1\nallowed_backends = ['forge']\n")
+    assert policy_path({}) == system
+    assert policy_path({"TT_META_POLICY": "  "}) == system  # blank is unset
+    assert load_policy({}).allowed_backends == ("forge",)
 
 
 def test_policy_location(tmp_path: Path, policy_file: Callable[[str], Path]) -> None:

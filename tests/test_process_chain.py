@@ -10,7 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from conftest import PROCESS_SCRIPT, TWO_BACKENDS_POLICY, SiteMaker, clean_env
+from conftest import PROCESS_SCRIPT, TWO_BACKENDS_POLICY, SiteMaker, clean_env, read_events
 
 PARENT = textwrap.dedent(
     """
@@ -25,7 +25,8 @@ PARENT = textwrap.dedent(
         proc = subprocess.run([sys.executable, "-c", os.environ["CHILD_SCRIPT"]], env=env,
                               capture_output=True, text=True)
         line = [x for x in proc.stdout.splitlines() if x.startswith("RESULT ")][-1]
-        children.append({"result": json.loads(line[7:]), "stderr": proc.stderr})
+        children.append({"result": json.loads(line[7:]), "stderr": proc.stderr,
+                         "returncode": proc.returncode})
     print("PARENT " + json.dumps({"platform": parent, "children": children}))
     """
 )
@@ -53,9 +54,11 @@ def test_child_with_other_command_line_reuses_the_decision(
     out = run_chain(site, policy_file(TWO_BACKENDS_POLICY), tmp_path, [{}])
     assert out["platform"] == "tt_vllm_plugin.platform.TTPlatform"
     (child,) = out["children"]
+    assert child["returncode"] == 0 and "exit" not in child["result"], child["stderr"]
     assert child["result"]["inherited"] is True, child["stderr"]
     assert child["result"]["platform"] == ["tt_vllm_plugin.platform.TTPlatform"] * 2
-    events = [json.loads(x) for p in tmp_path.glob("*.jsonl") for x in p.read_text().splitlines()]
+    assert child["result"]["general_plugins_ran"] is True
+    events = read_events(tmp_path)
     assert {e["dist"] for e in events} == {"tt-vllm-plugin"}
     assert len({e["pid"] for e in events}) == 2  # parent and child each loaded Metal
 
@@ -68,6 +71,9 @@ def test_child_with_conflicting_reading_fails(
                  {"TT_META_POLICY": str(policy_file(TWO_BACKENDS_POLICY))}]
     out = run_chain(site, policy_file(TWO_BACKENDS_POLICY), tmp_path, conflicts)
     model, backend, policy = out["children"]
+    for child in (model, backend, policy):
+        assert child["returncode"] == 1 and child["result"]["exit"] == 1, child["stderr"]
+        assert "ERROR" in child["stderr"] and "Traceback" not in child["stderr"]
     assert model["result"]["exit"] == 1
     assert "model 'forge-org/qwen'" in model["stderr"]
     assert "the decision is for 'metal-org/llama'" in model["stderr"]
@@ -75,7 +81,7 @@ def test_child_with_conflicting_reading_fails(
     assert "backend 'forge'" in backend["stderr"] and "chose 'metal'" in backend["stderr"]
     assert policy["result"]["exit"] == 1 and "same TT_META_POLICY" in policy["stderr"]
     # None of the refusing children switched to Forge.
-    events = [json.loads(x) for p in tmp_path.glob("*.jsonl") for x in p.read_text().splitlines()]
+    events = read_events(tmp_path)
     assert {e["dist"] for e in events} == {"tt-vllm-plugin"}
 
 
@@ -87,6 +93,7 @@ def test_malformed_recorded_decision(
                     TT_META_POLICY=str(policy_file(TWO_BACKENDS_POLICY)))
     proc = subprocess.run([sys.executable, "-c", PROCESS_SCRIPT], env=env, capture_output=True,
                           text=True, timeout=60)
-    assert '"exit": 1' in proc.stdout
+    assert proc.returncode == 1 and '"exit": 1' in proc.stdout, proc.stderr
+    assert "Traceback" not in proc.stderr
     assert "TT_META_DECISION is not a decision recorded by tt_meta" in proc.stderr
     assert "unset TT_META_DECISION" in proc.stderr

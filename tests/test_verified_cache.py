@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import time
 from pathlib import Path
 
 import pytest
@@ -54,10 +55,16 @@ def test_warm_reader_gets_facts_signatures_and_walk_back(tmp_path: Path) -> None
 def test_child_refuses_a_record_changed_after_it_was_written(tmp_path: Path) -> None:
     key, ident, _ = _store(tmp_path)
     path = vc.index_path(str(tmp_path), key)
-    with open(path, "r+b") as handle:  # same size, same bytes: only the ctime moves
-        data = handle.read()
-        handle.seek(0)
-        handle.write(data)
-    os.utime(path, ns=(ident[3], ident[3]))
+    data = path.read_bytes()
+    # Same size, same bytes, same mtime: only the ctime moves. Written again until it does,
+    # since a kernel may keep ctime at a coarse granularity (a few ms) and this runs in µs.
+    deadline = time.monotonic() + 5
+    while os.stat(path).st_ctime_ns == ident[4]:
+        assert time.monotonic() < deadline, "the file system never moved the ctime"
+        time.sleep(0.002)
+        with open(path, "r+b") as handle:
+            handle.write(data)
+        os.utime(path, ns=(ident[3], ident[3]))
+    assert path.read_bytes() == data and os.stat(path).st_mtime_ns == ident[3]
     with pytest.raises(TrustError, match="changed after the parent wrote it"):
         vc.load_for_child(str(tmp_path), key, ident)

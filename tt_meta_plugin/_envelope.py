@@ -78,7 +78,7 @@ def strict_json(raw: bytes, what: str, where: str) -> Any:
                           parse_constant=no_float)
     except RecursionError:
         raise TrustError(f"{what} is nested too deeply", where=where, fix=fix) from None
-    except json.JSONDecodeError as exc:
+    except ValueError as exc:  # JSONDecodeError, or an integer past int()'s digit limit
         raise TrustError(f"{what} is not valid JSON: {exc}", where=where, fix=fix) from None
 
 

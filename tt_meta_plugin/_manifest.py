@@ -87,7 +87,8 @@ def parse_manifest(payload: bytes, where: str) -> Manifest:
 
     if not isinstance(data, dict) or set(data) != _TOP:
         raise bad(f"must have exactly the keys {sorted(_TOP)}")
-    if data["_type"] != MANIFEST_KIND or data["spec_version"] != SPEC_VERSION:
+    spec = data["spec_version"]
+    if data["_type"] != MANIFEST_KIND or spec != SPEC_VERSION or isinstance(spec, bool):
         raise bad(f"is not a {MANIFEST_KIND} version {SPEC_VERSION} document")
     for key in ("backend", "distribution", "version"):
         if not isinstance(data[key], str) or not data[key]:
@@ -113,8 +114,9 @@ def parse_manifest(payload: bytes, where: str) -> Manifest:
         if not isinstance(item, dict) or set(item) != {"path", "size", "sha256"}:
             raise bad("has a file entry that is not {path, size, sha256}")
         path, size, digest = item["path"], item["size"], item["sha256"]
-        if not isinstance(path, str) or (why := check_relative_path(path)) is not None:
-            raise bad(f"lists the path {path!r}, which {why or 'is not a string'}")
+        why = check_relative_path(path) if isinstance(path, str) else "is not a string"
+        if why is not None:
+            raise bad(f"lists the path {path!r}, which {why}")
         if not isinstance(size, int) or isinstance(size, bool) or size < 0:
             raise bad(f"gives {path!r} a size that is not a non-negative integer")
         if not isinstance(digest, str) or not _HEX64.fullmatch(digest):

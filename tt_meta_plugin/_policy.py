@@ -121,7 +121,10 @@ def parse_policy(raw: bytes, source: str) -> Policy:
         data = tomllib.loads(raw.decode("utf-8"))
     except UnicodeDecodeError:
         raise ConfigError("the policy is not UTF-8", where=source, fix="save it as UTF-8") from None
-    except tomllib.TOMLDecodeError as exc:
+    except RecursionError:
+        raise ConfigError("the policy file is nested too deeply", where=source,
+                          fix="correct the TOML syntax") from None
+    except ValueError as exc:  # TOMLDecodeError, or an integer past int()'s digit limit
         raise ConfigError(
             f"the policy file is not valid TOML: {exc}", where=source, fix="correct the TOML syntax"
         ) from None

@@ -61,9 +61,9 @@ def main() -> int:
         print(f"serving {model.name} under VLLM_PLUGINS=tt_meta (about a minute on 2 cores) ...")
         started = time.monotonic()
         with vllm_server(model, dict(base, TT_SIM_RECORD_DIR=str(record)),
-                         WORK / f"serve-{expected}.log") as port:
+                         WORK / f"serve-{expected}.log") as server:
             ready = time.monotonic() - started
-            answer = complete(port, model, "Tenstorrent builds", 8)
+            answer = complete(server.port, model, "Tenstorrent builds", 8)
         audit_lines = ([json.loads(x) for x in audit.read_text().splitlines()]
                        if audit.exists() else [])
         audit.unlink(missing_ok=True)

@@ -14,7 +14,7 @@ import urllib.request
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 VLLM = shutil.which("vllm", path=os.path.dirname(sys.executable)) or "vllm"
 SERVE_ARGS = ["--max-model-len", "128", "--enforce-eager", "--dtype", "float32",
@@ -37,9 +37,14 @@ def post_json(url: str, body: Mapping[str, object]) -> dict[str, Any]:
         return result
 
 
+class Server(NamedTuple):
+    port: int
+    pid: int  #: the `vllm serve` process: the front end, parent of the engine core
+
+
 @contextmanager
-def vllm_server(model: Path, env: Mapping[str, str], log: Path) -> Iterator[int]:
-    """`vllm serve MODEL` on a free port; yields the port once /v1/models answers."""
+def vllm_server(model: Path, env: Mapping[str, str], log: Path) -> Iterator[Server]:
+    """`vllm serve MODEL` on a free port; yields it once /v1/models answers."""
     port = free_port()
     with log.open("w") as out:
         proc = subprocess.Popen([VLLM, "serve", str(model), "--port", str(port), *SERVE_ARGS],
@@ -58,7 +63,7 @@ def vllm_server(model: Path, env: Mapping[str, str], log: Path) -> Iterator[int]
                 break
             except OSError:
                 time.sleep(2)
-        yield port
+        yield Server(port, proc.pid)
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         try:
@@ -76,6 +81,6 @@ def complete(port: int, model: Path, prompt: str = "Hello", max_tokens: int = 5
 
 
 def read_events(record: Path) -> list[dict[str, Any]]:
-    """The simulated backends' activation records (one JSON line per event)."""
+    """The simulated backends' activation records (one JSON line per event, per process)."""
     return [json.loads(line) for p in sorted(record.glob("*.jsonl"))
             for line in p.read_text().splitlines()]

@@ -6,14 +6,15 @@
 
 import json
 import os
-import sys
 
 
 def record(dist: str, event: str, **extra: object) -> None:
     folder = os.environ.get("TT_SIM_RECORD_DIR")
     if not folder:
         return
-    line = {"pid": os.getpid(), "dist": dist, "event": event, "argv0": sys.argv[0], **extra}
+    # The parent pid tells the vLLM processes apart: the front end started the engine core,
+    # which started the worker.
+    line = {"pid": os.getpid(), "ppid": os.getppid(), "dist": dist, "event": event, **extra}
     with open(os.path.join(folder, f"{os.getpid()}.jsonl"), "a", encoding="utf-8") as handle:
         handle.write(json.dumps(line) + "\n")
 
