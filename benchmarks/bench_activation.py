@@ -57,7 +57,8 @@ def probe(site: Path, **env: str) -> dict[str, Any]:
 
 # What a first process imports to decide and verify (signature checks on a cold start add
 # cryptography; third-party backend plugins add pluggy).
-FIRST_PROCESS = "tt_meta_plugin.vllm_entry,tt_meta_plugin._dispatch,tt_meta_plugin._decide"
+FIRST_PROCESS = ",".join(f"tt_meta_plugin.{m}" for m in (
+    "vllm_entry", "activation.first_process", "selection.decide"))
 
 
 def run(repeat: int = 9) -> list[dict[str, Any]]:

@@ -18,8 +18,8 @@ from typing import Any
 from synthetic import INFO, make_backend
 
 from tt_meta_plugin._metadata import Distribution
-from tt_meta_plugin._policy import TrustSettings
-from tt_meta_plugin._verify import Verifier
+from tt_meta_plugin.selection.policy import TrustSettings
+from tt_meta_plugin.trust.verifier import Verifier
 
 MB = 1 << 20
 SIZES = [(1_000, 10 * MB), (10_000, 100 * MB), (50_000, 500 * MB), (1_000, 2048 * MB)]
@@ -48,7 +48,7 @@ def verify_once(site: Path, state: Path, cold: bool) -> tuple[float, int]:
 
 
 def _keyids(keys: Path) -> list[str]:
-    from tt_meta_plugin._keys import load_public
+    from tt_meta_plugin.trust.keys import load_public
 
     return [load_public(p).keyid for p in keys.glob("*.pub")]
 

@@ -12,9 +12,9 @@ import hashlib
 import os
 from pathlib import Path
 
-from tt_meta_plugin._keys import generate, key_id, load_private
 from tt_meta_plugin._metadata import Distribution
-from tt_meta_plugin._sign import build_manifest, sign_manifest, write_manifest
+from tt_meta_plugin.trust.keys import generate, key_id, load_private
+from tt_meta_plugin.trust.signing import build_manifest, sign_manifest, write_manifest
 
 WORK = Path(__file__).resolve().parents[1] / ".bench"
 INFO = "tt_vllm_plugin-1.0.dist-info"

@@ -31,10 +31,10 @@ sys.path.insert(0, str(SUPPORT))
 from server import read_events  # noqa: E402
 from sim import build_all, build_wheel, install  # noqa: E402
 
-from tt_meta_plugin._inputs import DEFAULT_POLICY  # noqa: E402
-from tt_meta_plugin._keys import generate, load_private  # noqa: E402
 from tt_meta_plugin._metadata import Distribution, normalize  # noqa: E402
-from tt_meta_plugin._sign import build_manifest, sign_manifest, write_manifest  # noqa: E402
+from tt_meta_plugin.selection.inputs import DEFAULT_POLICY  # noqa: E402
+from tt_meta_plugin.trust.keys import generate, load_private  # noqa: E402
+from tt_meta_plugin.trust.signing import build_manifest, sign_manifest, write_manifest  # noqa: E402
 
 __all__ = ["build_wheel", "install", "read_events"]
 
@@ -197,7 +197,8 @@ PROCESS_SCRIPT = textwrap.dedent(
         # them); taken before the backend's general plugins, which import what they like.
         out["modules"] = sorted(m for m in sys.modules if m.split(".")[0] in (
             "tomllib", "pluggy", "cryptography", "packaging") or m in (
-            "tt_meta_plugin._policy", "tt_meta_plugin._verify", "tt_meta_plugin._catalog"))
+            "tt_meta_plugin.selection.policy", "tt_meta_plugin.trust.verifier",
+            "tt_meta_plugin.selection.catalog"))
         vllm_entry.general_plugin(); vllm_entry.general_plugin()
         out["general_plugins_ran"] = True
         out["inherited"] = vllm_entry.current().inherited

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from conftest import TWO_BACKENDS_POLICY, SiteMaker, clean_env
 
-from tt_meta_plugin import _doctor
+from tt_meta_plugin.cli import doctor as _doctor
 
 
 def tt_meta(site: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 from tt_meta_plugin import SelectionError
-from tt_meta_plugin._decide import Decision, decide, gather_facts
-from tt_meta_plugin._inputs import read_inputs
-from tt_meta_plugin._policy import parse_policy
+from tt_meta_plugin.selection.decide import Decision, decide, gather_facts
+from tt_meta_plugin.selection.inputs import read_inputs
+from tt_meta_plugin.selection.policy import parse_policy
 
 POLICY = """
 version = 1

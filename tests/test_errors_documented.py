@@ -74,13 +74,13 @@ MIN_TEMPLATES = 170
 # Named explicitly, module names relative to the package: the logging function whose
 # WARNING/ERROR lines the operator reads, and the doctor's finding type (status, message index).
 LOG_FUNCTION = ("_log", "log")
-FINDING_CLASS = ("_doctor", "Check")
+FINDING_CLASS = ("cli.doctor", "Check")
 FINDING_STATUS, FINDING_MESSAGE = 0, 2
 OK_STATUS = "ok"
 # Functions whose returned text becomes part of messages through calls the extractor cannot
 # follow (a pluggy hook, a callback passed in): each text they return is checked as an error
 # message of its own.
-MESSAGE_PARTS = (("_catalog", "default_unusable_reason"),)
+MESSAGE_PARTS = (("selection.catalog", "default_unusable_reason"),)
 
 
 # -- Templates -------------------------------------------------------------------------------

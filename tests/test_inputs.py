@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from tt_meta_plugin import ConfigError
-from tt_meta_plugin._inputs import model_from_command_line, read_inputs
+from tt_meta_plugin.selection.inputs import model_from_command_line, read_inputs
 
 VLLM = "/opt/venv/bin/vllm"
 API_SERVER = "/opt/venv/lib/python3.11/site-packages/vllm/entrypoints/openai/api_server.py"

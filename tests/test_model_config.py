@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from tt_meta_plugin import ConfigError
-from tt_meta_plugin._model_config import read_model_config
+from tt_meta_plugin.selection.model_config import read_model_config
 
 
 def _write(path: Path, data: object) -> None:

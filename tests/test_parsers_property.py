@@ -49,16 +49,8 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from tt_meta_plugin import ConfigError, TrustError, TTMetaError
-from tt_meta_plugin._envelope import (
-    MANIFEST_TYPE,
-    MAX_ENVELOPE_BYTES,
-    Envelope,
-    Signature,
-    parse_envelope,
-)
-from tt_meta_plugin._inputs import MAX_POLICY_BYTES
-from tt_meta_plugin._manifest import FileEntry, Manifest, parse_manifest
-from tt_meta_plugin._policy import (
+from tt_meta_plugin.selection.inputs import MAX_POLICY_BYTES
+from tt_meta_plugin.selection.policy import (
     DEFAULT_MANIFEST_DIR,
     DEFAULT_STATE_DIR,
     MATCH_KEYS,
@@ -67,7 +59,15 @@ from tt_meta_plugin._policy import (
     TrustSettings,
     parse_policy,
 )
-from tt_meta_plugin._sign import sign_manifest
+from tt_meta_plugin.trust.envelope import (
+    MANIFEST_TYPE,
+    MAX_ENVELOPE_BYTES,
+    Envelope,
+    Signature,
+    parse_envelope,
+)
+from tt_meta_plugin.trust.manifest import FileEntry, Manifest, parse_manifest
+from tt_meta_plugin.trust.signing import sign_manifest
 
 MANIFEST_WHERE = "/site-packages/backend.dist-info/tt_meta.manifest.json"
 POLICY_SOURCE = "/etc/tt-meta/policy.toml"

@@ -7,10 +7,16 @@ from pathlib import Path
 
 import pytest
 
-from tt_meta_plugin import ConfigError, SelectionError, _inputs
-from tt_meta_plugin._decide import decide, gather_facts
-from tt_meta_plugin._inputs import DEFAULT_POLICY, MAX_POLICY_BYTES, policy_path, read_inputs
-from tt_meta_plugin._policy import load_policy, parse_policy
+from tt_meta_plugin import ConfigError, SelectionError
+from tt_meta_plugin.selection import inputs as _inputs
+from tt_meta_plugin.selection.decide import decide, gather_facts
+from tt_meta_plugin.selection.inputs import (
+    DEFAULT_POLICY,
+    MAX_POLICY_BYTES,
+    policy_path,
+    read_inputs,
+)
+from tt_meta_plugin.selection.policy import load_policy, parse_policy
 
 GOOD = b"""
 version = 1

@@ -41,8 +41,8 @@ from conftest import (
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from tt_meta_plugin._envelope import MANIFEST_TYPE, Envelope, Signature, pae
-from tt_meta_plugin._keys import generate, key_id, load_private
+from tt_meta_plugin.trust.envelope import MANIFEST_TYPE, Envelope, Signature, pae
+from tt_meta_plugin.trust.keys import generate, key_id, load_private
 
 MODEL = [VLLM_ARGV0, "serve", "metal-org/llama"]
 METAL = "tt-vllm-plugin"
@@ -521,7 +521,7 @@ SWAP_SCRIPT = textwrap.dedent(
     """
     import os, sys
     sys.argv = ["/venv/bin/vllm", "serve", "metal-org/llama"]
-    from tt_meta_plugin import _dispatch, _handoff
+    from tt_meta_plugin.activation import first_process as _dispatch
     policy = _dispatch.load_checked_policy(os.environ)
     catalog = _dispatch.catalog_for(policy)
     plan = _dispatch.plan(os.environ, sys.argv, catalog, policy)
@@ -529,7 +529,7 @@ SWAP_SCRIPT = textwrap.dedent(
     path = os.path.join(os.environ["SITE"], "tt_vllm_plugin", "platform.py")
     with open(path, "a") as f:                                   # ... swapped here ...
         f.write("\\nEVIL = 1\\n")
-    from tt_meta_plugin._delegate import call_platform
+    from tt_meta_plugin.activation.backend import call_platform
     print(call_platform(plan.target))   # register() is in the unchanged __init__.py
     try:
         import tt_vllm_plugin.platform               # ... and platform.py imported here,

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from tt_meta_plugin import _verified_cache as vc
 from tt_meta_plugin._errors import TrustError
+from tt_meta_plugin.trust import verification_record as vc
 
 
 def _files() -> dict[str, tuple[int, str]]:

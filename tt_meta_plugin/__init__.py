@@ -22,13 +22,14 @@ from ._errors import (
 )
 
 if TYPE_CHECKING:
-    from ._catalog import BACKENDS_GROUP, Backend
-    from ._hooks import BackendSpec, hookimpl, hookspec
+    from .selection.catalog import BACKENDS_GROUP, Backend
+    from .selection.hooks import BackendSpec, hookimpl, hookspec
 
 __version__ = "0.1.0"
 
-_LAZY = {"BACKENDS_GROUP": "_catalog", "Backend": "_catalog", "BackendSpec": "_hooks",
-         "hookimpl": "_hooks", "hookspec": "_hooks"}
+_LAZY = {"BACKENDS_GROUP": "selection.catalog", "Backend": "selection.catalog",
+         "BackendSpec": "selection.hooks", "hookimpl": "selection.hooks",
+         "hookspec": "selection.hooks"}
 
 __all__ = [
     "BACKENDS_GROUP",

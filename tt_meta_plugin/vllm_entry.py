@@ -15,12 +15,12 @@ import sys
 import time
 from typing import TYPE_CHECKING, NoReturn
 
-from . import _audit, _handoff
 from ._errors import TTMetaError
 from ._log import log
+from .activation import audit, recorded_decision
 
 if TYPE_CHECKING:
-    from ._delegate import Activation
+    from .activation.backend import Activation
 
 
 class FailClosed(SystemExit):
@@ -42,7 +42,7 @@ def _fail(error: TTMetaError) -> NoReturn:
     if _activation is None or not _activation.inherited:
         # A decision this process published (a failure may come after it: in the backend's
         # platform function or general plugins) must not reach a process started from here.
-        os.environ.pop(_handoff.ENV_DECISION, None)
+        os.environ.pop(recorded_decision.ENV_DECISION, None)
     raise FailClosed(error)
 
 
@@ -56,23 +56,23 @@ def current() -> Activation:
     started = time.perf_counter()
     try:
         # A child takes the short path: its first process decided and verified already.
-        recorded = _handoff.read(os.environ)
+        recorded = recorded_decision.read(os.environ)
         if recorded is not None:
-            from . import _inherit
+            from .activation import child_process
 
-            _activation = _inherit.activate(os.environ, sys.argv, recorded)
+            _activation = child_process.activate(os.environ, sys.argv, recorded)
         else:
-            from . import _dispatch
+            from .activation import first_process
 
-            _activation = _dispatch.activate(os.environ, sys.argv)
+            _activation = first_process.activate(os.environ, sys.argv)
     except TTMetaError as error:
         _failure = error
-        _audit.record(_audit_log(), verdict="refused", error=type(error).__name__,
+        audit.record(_audit_log(), verdict="refused", error=type(error).__name__,
                       reason=error.summary, ms=round((time.perf_counter() - started) * 1e3, 2))
         _fail(error)
     act = _activation
     verified = act.verified
-    _audit.record(
+    audit.record(
         act.handoff.audit_log,
         verdict="inherited" if act.inherited else "delegated",
         backend=act.handoff.backend, distribution=act.handoff.distribution,
@@ -88,7 +88,7 @@ def current() -> Activation:
 
 def _audit_log() -> str | None:
     """The policy's audit log, if the policy can still be read after a refusal."""
-    from ._policy import load_policy
+    from .selection.policy import load_policy
 
     try:
         return load_policy(os.environ).trust.audit_log
@@ -108,7 +108,7 @@ def general_plugin() -> None:
         return
     _general_done = True
     activation = current()
-    from ._delegate import run_general_plugins
+    from .activation.backend import run_general_plugins
 
     started = time.perf_counter()
     try:
@@ -119,7 +119,7 @@ def general_plugin() -> None:
         )
     except TTMetaError as error:
         # The audit said "delegated" or "inherited" already; it must also say this ended it.
-        _audit.record(activation.handoff.audit_log, verdict="refused",
+        audit.record(activation.handoff.audit_log, verdict="refused",
                       error=type(error).__name__, reason=error.summary,
                       ms=round((time.perf_counter() - started) * 1e3, 2))
         _fail(error)

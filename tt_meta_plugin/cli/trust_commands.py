@@ -8,13 +8,13 @@ import os
 import time
 from typing import Any
 
-from ._catalog import Catalog
-from ._errors import ConfigError, TTMetaError
-from ._keys import generate, load_private
-from ._metadata import find_distribution, normalize
-from ._policy import load_policy
-from ._sign import build_manifest, default_output, sign_manifest, write_manifest
-from ._verify import Verifier
+from .._errors import ConfigError, TTMetaError
+from .._metadata import find_distribution, normalize
+from ..selection.catalog import Catalog
+from ..selection.policy import load_policy
+from ..trust.keys import generate, load_private
+from ..trust.signing import build_manifest, default_output, sign_manifest, write_manifest
+from ..trust.verifier import Verifier
 
 
 def keygen(args: argparse.Namespace) -> int:

@@ -6,9 +6,9 @@ import json
 from collections.abc import MutableMapping, Sequence
 from typing import Any
 
-from ._dispatch import call_backend, catalog_for, load_checked_policy, plan, trust
-from ._errors import TTMetaError
-from ._handoff import ENV_DECISION
+from .._errors import TTMetaError
+from ..activation.first_process import call_backend, catalog_for, load_checked_policy, plan, trust
+from ..activation.recorded_decision import ENV_DECISION
 
 
 def explain(environ: MutableMapping[str, str], argv: Sequence[str]) -> tuple[int, dict[str, Any]]:

@@ -14,8 +14,8 @@ from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Any, Literal, NamedTuple
 
-from ._errors import ConfigError, where
-from ._inputs import MAX_POLICY_BYTES, policy_digest, read_policy
+from .._errors import ConfigError, where
+from .inputs import MAX_POLICY_BYTES, policy_digest, read_policy
 
 POLICY_VERSION = 1
 

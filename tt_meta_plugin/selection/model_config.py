@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import NamedTuple
 
-from ._errors import ConfigError, where
+from .._errors import ConfigError, where
 
 # Key a model directory may use to name its backend; honoured only when the policy says
 # `trust_model_metadata = true`.

@@ -14,7 +14,7 @@ import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from ._errors import ConfigError, where
+from .._errors import ConfigError, where
 
 ENV_MODEL = "TT_META_MODEL"
 ENV_BACKEND = "TT_META_BACKEND"
@@ -25,7 +25,7 @@ ENV_HF_MODEL = "HF_MODEL"
 # parsing them (see _inherit.py).
 ENV_POLICY = "TT_META_POLICY"
 SYSTEM_POLICY = Path("/etc/tt-meta/policy.toml")
-DEFAULT_POLICY = Path(__file__).with_name("default_policy.toml")
+DEFAULT_POLICY = Path(__file__).parent.parent / "default_policy.toml"
 MAX_POLICY_BYTES = 1 << 20
 
 # A `--config` file larger than this is not a vLLM config file; refuse rather than read it.

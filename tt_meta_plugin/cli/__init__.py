@@ -9,8 +9,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from ._errors import TTMetaError
-from ._inputs import ENV_DEVICE, ENV_MODEL
+from .._errors import TTMetaError
+from ..selection.inputs import ENV_DEVICE, ENV_MODEL
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -59,7 +59,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
     if args.command == "explain":
-        from . import _explain
+        from . import explain
 
         env = dict(os.environ)
         if args.model:
@@ -69,23 +69,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         command = list(args.command_line)
         if command[:1] == ["--"]:
             command = command[1:]
-        code, report = _explain.explain(env, command)
-        print(_explain.render(report, args.json))
+        code, report = explain.explain(env, command)
+        print(explain.render(report, args.json))
         return code
     if args.command in ("keygen", "sign", "verify"):
-        from . import _trust_cli
+        from . import trust_commands
 
         try:
-            return int(getattr(_trust_cli, args.command)(args))
+            return int(getattr(trust_commands, args.command)(args))
         except TTMetaError as error:
             print(f"tt-meta {args.command}: {error.render()}", file=sys.stderr)
             return 1
     if args.command == "doctor":
-        from . import _doctor
+        from . import doctor
 
-        checks = _doctor.run_checks(os.environ)
-        print(_doctor.render(checks))
-        return 1 if any(c.status == _doctor.FAIL for c in checks) else 0
+        checks = doctor.run_checks(os.environ)
+        print(doctor.render(checks))
+        return 1 if any(c.status == doctor.FAIL for c in checks) else 0
     raise AssertionError(args.command)  # argparse rejects unknown commands
 
 

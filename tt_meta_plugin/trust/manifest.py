@@ -10,8 +10,8 @@ import re
 import unicodedata
 from typing import Any, NamedTuple
 
-from ._envelope import strict_json
-from ._errors import TrustError
+from .._errors import TrustError
+from .envelope import strict_json
 
 MANIFEST_KIND = "tt-meta/manifest"
 SPEC_VERSION = 1

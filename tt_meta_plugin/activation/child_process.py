@@ -15,20 +15,21 @@ import os
 import time
 from collections.abc import MutableMapping, Sequence
 
-from . import _handoff, _import_guard, _perms, _verified_cache
-from ._delegate import Activation, call_platform, target_of, warn_unverified
-from ._errors import HandoffError, TrustError
-from ._inputs import policy_digest, read_inputs, read_policy
-from ._metadata import Distribution, find_distribution, install_root, refuse_editable
-from ._verified_cache import VerifiedBackend
+from .._errors import HandoffError, TrustError
+from .._metadata import Distribution, find_distribution, install_root, refuse_editable
+from ..selection.inputs import policy_digest, read_inputs, read_policy
+from ..trust import import_guard, permissions, verification_record
+from ..trust.verification_record import VerifiedBackend
+from . import recorded_decision
+from .backend import Activation, call_platform, target_of, warn_unverified
 
-WHERE = f"environment variable {_handoff.ENV_DECISION}"
+WHERE = f"environment variable {recorded_decision.ENV_DECISION}"
 
 
 def activate(environ: MutableMapping[str, str], argv: Sequence[str],
-             recorded: _handoff.Handoff) -> Activation:
+             recorded: recorded_decision.Handoff) -> Activation:
     started = time.perf_counter()
-    _handoff.check_agreement(recorded, read_inputs(environ, argv))
+    recorded_decision.check_agreement(recorded, read_inputs(environ, argv))
     path, raw = read_policy(environ)
     if (os.path.abspath(path) != os.path.abspath(recorded.policy)
             or policy_digest(raw) != recorded.policy_digest):
@@ -39,7 +40,7 @@ def activate(environ: MutableMapping[str, str], argv: Sequence[str],
             fix="start every process of one vLLM server with the same TT_META_POLICY, and do "
             "not change the policy file while a server starts",
         )
-    _perms.check(path, "policy", recorded.strict_permissions)
+    permissions.check(path, "policy", recorded.strict_permissions)
     dist = find_distribution(recorded.distribution)
     if dist is None or str(dist.version) != recorded.version:
         found = f"{dist.name} {dist.version}" if dist else "no such distribution"
@@ -62,7 +63,7 @@ def activate(environ: MutableMapping[str, str], argv: Sequence[str],
     return Activation(recorded, target, platform, verified, True, time.perf_counter() - started)
 
 
-def _inherit_verification(recorded: _handoff.Handoff, dist: Distribution
+def _inherit_verification(recorded: recorded_decision.Handoff, dist: Distribution
                           ) -> VerifiedBackend | None:
     """The parent's verification record, bound by the identity in the decision, behind the
     import guard; None when the policy waives signatures."""
@@ -75,12 +76,12 @@ def _inherit_verification(recorded: _handoff.Handoff, dist: Distribution
             "the recorded decision carries no verified manifest, but the policy requires "
             "signatures",
             where=WHERE,
-            fix=f"unset {_handoff.ENV_DECISION} and start the server again",
+            fix=f"unset {recorded_decision.ENV_DECISION} and start the server again",
         )
     label = f"{dist.name} {dist.version}"
     refuse_editable(dist, label)
     identity = tuple(recorded.index_identity)
-    root, tops, files = _verified_cache.load_for_child(
+    root, tops, files = verification_record.load_for_child(
         recorded.state_dir, recorded.manifest_digest, identity)
     here = install_root(dist)
     if root != here:
@@ -93,5 +94,5 @@ def _inherit_verification(recorded: _handoff.Handoff, dist: Distribution
         signers=recorded.signers, manifest_path=None, manifest_digest=recorded.manifest_digest,
         index_identity=identity, root=root, files=files, top_levels=tops, files_checked=False,
     )
-    _import_guard.install(verified)
+    import_guard.install(verified)
     return verified

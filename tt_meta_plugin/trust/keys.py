@@ -13,7 +13,7 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ._errors import ConfigError, TrustError
+from .._errors import ConfigError, TrustError
 
 # cryptography is imported only where a key is generated, a signature made or checked for the
 # first time: reading public keys and their ids needs none of it, so a process that finds the

@@ -6,12 +6,12 @@ import glob
 from collections.abc import Mapping
 from typing import NamedTuple
 
-from ._catalog import Catalog
-from ._delegate import check_vllm_plugins, installed_vllm_version, locate, vllm_mismatch
-from ._errors import TTMetaError
-from ._handoff import ENV_DECISION
-from ._metadata import PLATFORM_GROUP, entry_points, normalize
-from ._policy import load_policy
+from .._errors import TTMetaError
+from .._metadata import PLATFORM_GROUP, entry_points, normalize
+from ..activation.backend import check_vllm_plugins, installed_vllm_version, locate, vllm_mismatch
+from ..activation.recorded_decision import ENV_DECISION
+from ..selection.catalog import Catalog
+from ..selection.policy import load_policy
 
 OK, WARN, FAIL = "ok", "warn", "FAIL"
 DEVICE_GLOB = "/dev/tenstorrent/*"

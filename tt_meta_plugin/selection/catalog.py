@@ -14,8 +14,8 @@ import re
 from collections.abc import Callable
 from typing import TYPE_CHECKING, NamedTuple
 
-from ._errors import ConfigError
-from ._metadata import Distribution, EntryPoint, entry_points, find_distribution, normalize
+from .._errors import ConfigError
+from .._metadata import Distribution, EntryPoint, entry_points, find_distribution, normalize
 
 if TYPE_CHECKING:
     import pluggy
@@ -125,7 +125,7 @@ class Catalog:
         try:
             plugin = ep.load()
             if self._pm is None:
-                from ._hooks import plugin_manager
+                from .hooks import plugin_manager
 
                 self._pm = plugin_manager()
             # An entry point may name a module, an object or a class; a class is instantiated.

@@ -14,8 +14,8 @@ import os
 import stat
 from pathlib import Path
 
-from ._errors import TrustError
-from ._log import log
+from .._errors import TrustError
+from .._log import log
 
 
 def problem(path: Path) -> str | None:

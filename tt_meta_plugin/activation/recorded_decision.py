@@ -16,8 +16,8 @@ import json
 import os
 from collections.abc import Callable, Mapping, MutableMapping
 
-from ._errors import ConfigError, HandoffError
-from ._inputs import Inputs
+from .._errors import ConfigError, HandoffError
+from ..selection.inputs import Inputs
 
 ENV_DECISION = "TT_META_DECISION"
 ENV_RAY_COPY = "VLLM_RAY_EXTRA_ENV_VARS_TO_COPY"

@@ -11,13 +11,13 @@ from collections.abc import Sequence
 
 import pluggy
 
-from ._catalog import (
+from .._metadata import Distribution
+from .catalog import (
     BUILTIN_BACKENDS,
     Backend,
     default_unusable_reason,
     default_vllm_requirement,
 )
-from ._metadata import Distribution
 
 PROJECT = "tt_meta"
 

@@ -23,19 +23,19 @@ from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from . import _perms, _verified_cache
-from ._errors import TrustError
-from ._hashing import NOFOLLOW, sha256_files
-from ._metadata import Distribution, dist_info_dir, install_root, normalize, refuse_editable
-from ._verified_cache import VerifiedBackend
+from .._errors import TrustError
+from .._metadata import Distribution, dist_info_dir, install_root, normalize, refuse_editable
+from . import permissions, verification_record
+from .hashing import NOFOLLOW, sha256_files
+from .verification_record import VerifiedBackend
 
 # What only a full verification (a first process) needs is imported where it is used, so a
 # child that inherits the verification pays nothing for it.
 if TYPE_CHECKING:
-    from ._envelope import Envelope
-    from ._keys import PublicKey
-    from ._policy import TrustSettings
-    from ._state import StateDir
+    from ..selection.policy import TrustSettings
+    from .envelope import Envelope
+    from .keys import PublicKey
+    from .rollback import StateDir
 
 
 def package_keys_dir() -> Path | None:
@@ -62,9 +62,9 @@ class _Candidate(NamedTuple):
     verified: frozenset[tuple[str, bytes]]
     newly_verified: bool
     facts: dict[str, Any]
-    files: Mapping[str, tuple[int, str]] | _verified_cache.FileIndex
+    files: Mapping[str, tuple[int, str]] | verification_record.FileIndex
     tops: frozenset[str]
-    cached: _verified_cache.Cached | None
+    cached: verification_record.Cached | None
 
 
 def manifest_file_names(dist_name: str, version: str) -> tuple[str, str]:
@@ -104,7 +104,7 @@ class Verifier:
     @property
     def state(self) -> StateDir:
         if self._state is None:
-            from ._state import StateDir
+            from .rollback import StateDir
 
             self._state = StateDir(self.trust.state_dir, self.trust.strict_permissions)
         return self._state
@@ -114,7 +114,7 @@ class Verifier:
         if self._keys is None:
             # Imported here: cryptography is needed only where signatures are checked (the
             # first process), not in the children that inherit its verification.
-            from ._keys import PUBLIC_SUFFIX, load_public
+            from .keys import PUBLIC_SUFFIX, load_public
 
             keys: dict[str, PublicKey] = {}
             shipped = package_keys_dir()
@@ -123,7 +123,7 @@ class Verifier:
                     raise TrustError("a key directory named by the policy does not exist",
                                      where=str(folder), fix="create it, or correct trust.key_dirs")
                 for path in sorted(folder.glob("*" + PUBLIC_SUFFIX)):
-                    _perms.check(path, "public key", self.trust.strict_permissions)
+                    permissions.check(path, "public key", self.trust.strict_permissions)
                     key = load_public(path)
                     keys[key.keyid] = key
             self._keys = keys
@@ -171,7 +171,7 @@ class Verifier:
         root, path, digest, tops = best.root, best.path, best.digest, best.tops
         fail = _Tampered(label, root)
         cached = best.cached
-        walked: _verified_cache.Walked | None = None
+        walked: verification_record.Walked | None = None
         if cached is not None and _unchanged(root, cached):
             hashed = 0  # every directory and signed file as the last verification found it
         else:
@@ -187,7 +187,7 @@ class Verifier:
             if walked is None:
                 assert cached is not None  # only a valid record lets the walk be skipped
                 walked = cached.walked()
-            index, index_identity = _verified_cache.store(
+            index, index_identity = verification_record.store(
                 self.trust.state_dir, best.key, digest, root, tops, best.facts, best.listed,
                 best.verified, dict(best.files.items()), walked)
         return VerifiedBackend(
@@ -198,11 +198,11 @@ class Verifier:
         )
 
     def _check_manifest(self, path: Path, backend: str, dist: Distribution) -> _Candidate:
-        from ._envelope import MANIFEST_TYPE, parse_envelope
-        from ._manifest import parse_manifest
+        from .envelope import MANIFEST_TYPE, parse_envelope
+        from .manifest import parse_manifest
 
         where = str(path)
-        _perms.check(path, "manifest", self.trust.strict_permissions)
+        permissions.check(path, "manifest", self.trust.strict_permissions)
         try:
             raw = path.read_bytes()
         except OSError as exc:
@@ -224,9 +224,9 @@ class Verifier:
 
         key = hashlib.sha256(raw).hexdigest()
         root = install_root(dist)
-        cached = _verified_cache.load(self.trust.state_dir, key, root,
+        cached = verification_record.load(self.trust.state_dir, key, root,
                                       self.trust.strict_permissions)
-        files: Mapping[str, tuple[int, str]] | _verified_cache.FileIndex
+        files: Mapping[str, tuple[int, str]] | verification_record.FileIndex
         if cached is not None:
             # These exact manifest bytes were verified before: what they say is in the record,
             # and they are decoded again only if a signature must be checked now.
@@ -341,14 +341,14 @@ class _Tampered:
                           "the installed files again if this change is intended")
 
 
-def _unchanged(root: Path, cached: _verified_cache.Cached) -> bool:
+def _unchanged(root: Path, cached: verification_record.Cached) -> bool:
     """Is every walked directory and signed file as the cached verification found it?
 
     A directory whose identity, mtime and ctime are unchanged has had no entry added, removed
     or renamed, so it needs no listing; each signed file is stat'ed relative to its
     directory's descriptor (one path component, the cheapest stat there is) and compared with
     its recorded identity and metadata, packed per directory."""
-    pack = _verified_cache.STAT.pack
+    pack = verification_record.STAT.pack
     flags = os.O_RDONLY | os.O_DIRECTORY
     base = os.open(root, flags)
     try:
@@ -358,7 +358,7 @@ def _unchanged(root: Path, cached: _verified_cache.Cached) -> bool:
             except OSError:
                 return False
             try:
-                if ident is not None and _verified_cache.identity(os.fstat(fd)) != tuple(ident):
+                if ident is not None and verification_record.identity(os.fstat(fd)) != tuple(ident):
                     return False
                 infos = [os.stat(name, dir_fd=fd, follow_symlinks=False) for name in names]
             except OSError:
@@ -375,9 +375,9 @@ def _unchanged(root: Path, cached: _verified_cache.Cached) -> bool:
     return True
 
 
-def _check_files(expected: Mapping[str, tuple[int, str]] | _verified_cache.FileIndex,
-                 root: Path, exempt: set[str], cached: _verified_cache.Walked | None,
-                 fail: _Tampered) -> tuple[_verified_cache.Walked, int]:
+def _check_files(expected: Mapping[str, tuple[int, str]] | verification_record.FileIndex,
+                 root: Path, exempt: set[str], cached: verification_record.Walked | None,
+                 fail: _Tampered) -> tuple[verification_record.Walked, int]:
     """Every signed file present and equal, nothing added. Returns what was walked and how
     many files had to be hashed (those not unchanged since a cached verification)."""
     signed = dict(expected.items())
@@ -398,7 +398,7 @@ def _check_files(expected: Mapping[str, tuple[int, str]] | _verified_cache.FileI
                 raise fail("a signed file's path goes through a symlink", rel)
             if stat.S_ISLNK(info.st_mode) or not stat.S_ISREG(info.st_mode):
                 raise fail("a signed file is a symlink or not a regular file", rel)
-            ident = found[rel] = _verified_cache.identity(info)
+            ident = found[rel] = verification_record.identity(info)
         if ident[2] != size:
             raise fail(f"a signed file changed size ({size} -> {ident[2]} bytes)", rel)
         if previous.get(rel) != ident:
@@ -414,13 +414,13 @@ def _check_files(expected: Mapping[str, tuple[int, str]] | _verified_cache.FileI
     return walked, len(stale)
 
 
-def _scan(root: Path, signed: set[str], fail: _Tampered) -> _verified_cache.Walked:
+def _scan(root: Path, signed: set[str], fail: _Tampered) -> verification_record.Walked:
     """lstat every directory and file under the distribution's directories, refusing
     symlinks and files the manifest does not list, in one pass. A directory is stat'ed
     before it is listed, so a change made while it is listed shows at the next check."""
-    dirs: dict[str, _verified_cache.Identity] = {}
-    found: dict[str, _verified_cache.Identity] = {}
-    identity = _verified_cache.identity
+    dirs: dict[str, verification_record.Identity] = {}
+    found: dict[str, verification_record.Identity] = {}
+    identity = verification_record.identity
     tops = sorted({p.split("/", 1)[0] for p in signed if "/" in p})
     pending = []
     for top in tops:
@@ -452,7 +452,7 @@ def _scan(root: Path, signed: set[str], fail: _Tampered) -> _verified_cache.Walk
                 found[rel] = identity(info)
             elif not _is_cached_bytecode(rel, signed):
                 raise fail("a file that is not in the manifest was added", rel)
-    return _verified_cache.Walked(dirs, found)
+    return verification_record.Walked(dirs, found)
 
 
 def _check_install_root(root: Path, dist: Distribution, tops_py: frozenset[str],

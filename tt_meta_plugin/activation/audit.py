@@ -13,7 +13,7 @@ import os
 import time
 from typing import Any
 
-from ._log import log
+from .._log import log
 
 
 def record(audit_log: str | None, **fields: Any) -> None:

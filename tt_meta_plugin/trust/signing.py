@@ -15,14 +15,14 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from ._catalog import Catalog
-from ._envelope import MANIFEST_TYPE, Envelope, Signature, pae
-from ._errors import ConfigError
-from ._hashing import sha256_files
-from ._keys import key_id
-from ._manifest import FileEntry, Manifest, check_relative_path
-from ._metadata import Distribution, dist_info_dir, install_root
-from ._verify import IN_DIST_MANIFEST, installed_entry_points, top_level_names
+from .._errors import ConfigError
+from .._metadata import Distribution, dist_info_dir, install_root
+from ..selection.catalog import Catalog
+from .envelope import MANIFEST_TYPE, Envelope, Signature, pae
+from .hashing import sha256_files
+from .keys import key_id
+from .manifest import FileEntry, Manifest, check_relative_path
+from .verifier import IN_DIST_MANIFEST, installed_entry_points, top_level_names
 
 DAY = 86400
 

@@ -33,8 +33,8 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from . import _perms
-from ._errors import TrustError
+from .._errors import TrustError
+from . import permissions
 
 SUBDIR = "verified"
 _MAGIC = b"tt-meta verified 3\n"
@@ -224,7 +224,7 @@ def load(state_dir: str, key: str, root: Path, strict: bool) -> Cached | None:
             raw = handle.read()
     except OSError:
         return None
-    _perms.check(path, "verification cache", strict)
+    permissions.check(path, "verification cache", strict)
     try:
         found, cached_root, tops, index, body = _decode_head(raw)
         payload_digest, facts, listed, verified, groups = marshal.loads(raw[body:])

@@ -15,9 +15,17 @@ from collections.abc import MutableMapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple
 
-from . import _handoff, _import_guard, _perms
-from ._catalog import Backend, Catalog
-from ._delegate import (
+from .._errors import DelegationError
+from .._log import log
+from .._metadata import Distribution
+from ..selection.catalog import Backend, Catalog
+from ..selection.inputs import Inputs, read_inputs
+from ..selection.policy import Policy, load_policy
+from ..trust import import_guard, permissions
+from ..trust.verification_record import VerifiedBackend
+from ..trust.verifier import Verifier
+from . import recorded_decision
+from .backend import (
     Activation,
     Target,
     call_platform,
@@ -26,16 +34,9 @@ from ._delegate import (
     vllm_mismatch,
     warn_unverified,
 )
-from ._errors import DelegationError
-from ._inputs import Inputs, read_inputs
-from ._log import log
-from ._metadata import Distribution
-from ._policy import Policy, load_policy
-from ._verified_cache import VerifiedBackend
-from ._verify import Verifier
 
 if TYPE_CHECKING:
-    from ._decide import Decision
+    from ..selection.decide import Decision
 
 
 class Plan(NamedTuple):
@@ -51,7 +52,7 @@ class Plan(NamedTuple):
 
 def load_checked_policy(environ: MutableMapping[str, str]) -> Policy:
     policy = load_policy(environ)
-    _perms.check(Path(policy.source), "policy", policy.trust.strict_permissions)
+    permissions.check(Path(policy.source), "policy", policy.trust.strict_permissions)
     return policy
 
 
@@ -66,7 +67,7 @@ def catalog_for(policy: Policy) -> Catalog:
 
 def plan(environ: MutableMapping[str, str], argv: Sequence[str], catalog: Catalog,
          policy: Policy) -> Plan:
-    from ._decide import decide, gather_facts  # first processes only
+    from ..selection.decide import decide, gather_facts  # first processes only
 
     inputs = read_inputs(environ, argv)
     facts, config = gather_facts(inputs, environ)
@@ -92,7 +93,7 @@ def trust(policy: Policy, backend: str, dist: Distribution) -> VerifiedBackend |
         warn_unverified(policy.source, dist)
         return None
     verified = Verifier(policy.trust).verify(backend, dist)
-    _import_guard.install(verified)
+    import_guard.install(verified)
     return verified
 
 
@@ -115,7 +116,7 @@ def activate(environ: MutableMapping[str, str], argv: Sequence[str]) -> Activati
     platform = call_backend(catalog, chosen.backend, target)
     decision = chosen.decision
     settings = policy.trust
-    handoff = _handoff.Handoff(
+    handoff = recorded_decision.Handoff(
         backend=chosen.backend.name,
         distribution=target.dist.name,
         version=str(target.dist.version),
@@ -136,6 +137,6 @@ def activate(environ: MutableMapping[str, str], argv: Sequence[str]) -> Activati
         serial=verified.serial if verified else None,
         signers=verified.signers if verified else None,
     )
-    _handoff.record(environ, handoff)
+    recorded_decision.record(environ, handoff)
     seconds = time.perf_counter() - started
     return Activation(handoff, target, platform, verified, False, seconds)

@@ -18,8 +18,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from . import _perms
-from ._errors import TrustError
+from .._errors import TrustError
+from . import permissions
 
 MARKS_FILE = "serials.json"
 LOCK_FILE = ".lock"
@@ -39,7 +39,7 @@ class StateDir:
                 fix="create it (mode 0700, owned by the user running vLLM) or set "
                 "state_dir in the policy's [trust] table",
             ) from None
-        _perms.check(self.path / MARKS_FILE, "state file", self.strict)
+        permissions.check(self.path / MARKS_FILE, "state file", self.strict)
 
     @contextmanager
     def _locked(self) -> Iterator[None]:

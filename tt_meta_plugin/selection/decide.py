@@ -15,10 +15,10 @@ import os
 from collections.abc import Mapping
 from typing import NamedTuple
 
-from ._errors import SelectionError
-from ._inputs import ENV_BACKEND, ENV_MODEL, Inputs
-from ._model_config import METADATA_BACKEND_KEY, ModelConfig, read_model_config
-from ._policy import Facts, Policy, Rule
+from .._errors import SelectionError
+from .inputs import ENV_BACKEND, ENV_MODEL, Inputs
+from .model_config import METADATA_BACKEND_KEY, ModelConfig, read_model_config
+from .policy import Facts, Policy, Rule
 
 
 class Decision(NamedTuple):

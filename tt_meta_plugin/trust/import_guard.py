@@ -23,10 +23,10 @@ from pathlib import Path
 from types import CodeType, ModuleType
 from typing import TYPE_CHECKING
 
-from ._log import log
+from .._log import log
 
 if TYPE_CHECKING:
-    from ._verified_cache import VerifiedBackend
+    from .verification_record import VerifiedBackend
 
 
 class TamperedImport(ImportError):

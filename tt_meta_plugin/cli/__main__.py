@@ -1,0 +1,5 @@
+"""`python -m tt_meta_plugin.cli`: the `tt-meta` command."""
+
+from . import main
+
+raise SystemExit(main())
