@@ -10,17 +10,21 @@ that, it sets itself.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import importlib.util
 import json
 import os
+import py_compile
 import shutil
+import struct
 import subprocess
 import sys
 import tempfile
 import textwrap
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -33,7 +37,8 @@ from sim import build_all, build_wheel, install  # noqa: E402
 
 from tt_meta_plugin._metadata import Distribution, normalize  # noqa: E402
 from tt_meta_plugin.selection.inputs import DEFAULT_POLICY  # noqa: E402
-from tt_meta_plugin.trust.keys import generate, load_private  # noqa: E402
+from tt_meta_plugin.trust.envelope import MANIFEST_TYPE, Envelope, Signature, pae  # noqa: E402
+from tt_meta_plugin.trust.keys import generate, key_id, load_private  # noqa: E402
 from tt_meta_plugin.trust.signing import build_manifest, sign_manifest, write_manifest  # noqa: E402
 
 __all__ = ["build_wheel", "install", "read_events"]
@@ -376,3 +381,131 @@ TWO_BACKENDS_POLICY = """
     model = "metal-org/*"
     backend = "metal"
 """
+
+
+# -- A signed site under attack (the threat-model tests) -----------------------------------
+
+MODEL = [VLLM_ARGV0, "serve", "metal-org/llama"]
+METAL = "tt-vllm-plugin"
+METAL_INFO = "tt_vllm_plugin-0.1.0.dist-info"
+PolicyFile = Callable[[str], Path]
+
+
+class Scene:
+    """A signed site, its policy and trust directories, and the means to attack them."""
+
+    def __init__(self, root: Path, site: Path, keys: Path, keyid: str, run: ProcessRunner,
+                 policy_file: PolicyFile) -> None:
+        self.root, self.site, self.keys, self.keyid = root, site, keys, keyid
+        self.run_process, self.policy_file = run, policy_file
+        self.state = root / "state"
+        self.audit = root / "audit.jsonl"
+        self.watch = StateWatch(self.state, self.audit)
+        self.manifest = site / METAL_INFO / "tt_meta.manifest.json"
+        self.policy = self.policy_with()
+
+    def run(self, policy: Path | None = None, argv: list[str] | None = None,
+            **env: str) -> ProcessResult:
+        """One process; what tt_meta had written before it is kept for `assert_refused`."""
+        self.watch.before()
+        return self.run_process(self.site, argv or MODEL,
+                                TT_META_POLICY=str(policy or self.policy), **env)
+
+    def child(self, decision: str, policy: Path | None = None) -> ProcessResult:
+        """A process vLLM starts (worker), from its parent's environment."""
+        return self.run(policy, ["/venv/bin/worker.py"], TT_META_DECISION=decision)
+
+    def policy_with(self, trust: str = "", top: str = "", body: str = TWO_BACKENDS_POLICY,
+                    keys: Path | None = None, signers: str | None = None) -> Path:
+        """A policy: `body` (rules) with extra top-level keys and extra [trust] lines,
+        trusting `keys` (the session's by default) for `signers` (every backend). Every
+        scene's policy keeps an audit log, so each refusal is checked to be logged."""
+        if signers is None:
+            signers = "\n".join(f'{b} = ["{self.keyid}"]' for b in ("forge", "metal"))
+        return self.policy_file(
+            f'{top}{body}\n[trust]\nkey_dirs = ["{keys or self.keys}"]\n'
+            f'state_dir = "{self.state}"\naudit_log = "{self.audit}"\n{trust}\n'
+            f"[trust.signers]\n{signers}\n")
+
+    def envelope(self) -> dict[str, Any]:
+        data: dict[str, Any] = json.loads(self.manifest.read_bytes())
+        return data
+
+    def payload(self) -> dict[str, Any]:
+        data: dict[str, Any] = json.loads(base64.b64decode(self.envelope()["payload"]))
+        return data
+
+    def write_envelope(self, data: dict[str, Any] | bytes) -> None:
+        raw = data if isinstance(data, bytes) else json.dumps(data).encode()
+        self.manifest.write_bytes(raw)
+
+    def resign(self, payload: bytes, key: Path | None = None,
+               payload_type: str = MANIFEST_TYPE, extra: list[Signature] | None = None) -> None:
+        private = load_private(key or self.keys / "release.key")
+        sig = Signature(self.keyid if key is None else _keyid(key),
+                        private.sign(pae(payload_type, payload)))
+        envelope = Envelope(payload_type, payload, (sig, *(extra or [])))
+        self.manifest.write_bytes(envelope.to_bytes())
+
+    def resign_payload(self, change: Callable[[dict[str, Any]], None]) -> None:
+        payload = self.payload()
+        change(payload)
+        self.resign(json.dumps(payload).encode())
+
+
+def _keyid(key: Path) -> str:
+    return key_id(load_private(key).public_key())
+
+
+@pytest.fixture
+def scene(tmp_path: Path, make_site: SiteMaker, run_process: ProcessRunner,
+          policy_file: PolicyFile, signing_key: tuple[Path, str]) -> Scene:
+    site = make_site("tt-vllm-plugin", "vllm-tt", "pjrt-plugin-tt")
+    return Scene(tmp_path, site, signing_key[0], signing_key[1], run_process, policy_file)
+
+
+def refused(scene: Scene, result: ProcessResult, *needles: str, where: object = None
+            ) -> None:
+    """A clean refusal of `scene.run()` that wrote nothing another process trusts."""
+    assert_refused(result, *needles, where=where, state=scene.watch)
+
+
+
+# -- Installed files ------------------------------------------------------------------------
+
+def platform_py(scene: Scene) -> Path:
+    return scene.site / "tt_vllm_plugin" / "platform.py"
+
+
+def tamper_bytecode(source: Path, evil: str) -> Path:
+    """A __pycache__ file for `source` whose header matches its mtime and size, holding
+    code compiled from `evil`: what Python 3.11 would run instead of the source."""
+    fake = source.with_name("_evil_src.py")
+    fake.write_text(evil)
+    compiled = py_compile.compile(str(fake), cfile=str(source.with_name("_evil.pyc")))
+    assert compiled is not None
+    cached = Path(compiled)
+    fake.unlink()
+    data = bytearray(cached.read_bytes())
+    info = source.stat()
+    data[8:16] = struct.pack("<II", int(info.st_mtime) & 0xFFFFFFFF, info.st_size & 0xFFFFFFFF)
+    target = Path(importlib.util.cache_from_source(str(source)))
+    target.parent.mkdir(exist_ok=True)
+    target.write_bytes(bytes(data))
+    cached.unlink()
+    return target
+
+
+EVIL = textwrap.dedent(
+    """
+    from tt_sim_record import record
+    record("tt-vllm-plugin", "TAMPERED")
+    def register():
+        record("tt-vllm-plugin", "TAMPERED")
+        return "tt_vllm_plugin.platform.TTPlatform"
+    def register_models():
+        pass
+    """
+)
+
+

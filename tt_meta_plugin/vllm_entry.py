@@ -73,12 +73,12 @@ def current() -> Activation:
     act = _activation
     verified = act.verified
     audit.record(
-        act.handoff.audit_log,
+        act.settings.audit_log,
         verdict="inherited" if act.inherited else "delegated",
         backend=act.handoff.backend, distribution=act.handoff.distribution,
         version=act.handoff.version, reason=act.handoff.reason, platform=act.platform,
-        serial=verified.serial if verified else None,
-        signers=list(verified.signers) if verified else None,
+        serial=act.handoff.serial,
+        signers=list(act.handoff.signers) if act.handoff.signers is not None else None,
         verified="signature" if verified and not verified.files_checked
         else "files" if verified else "no (require_signatures = false)",
         ms=round(act.seconds * 1e3, 2),
@@ -114,12 +114,12 @@ def general_plugin() -> None:
     try:
         ran = run_general_plugins(
             activation.target,
-            activation.handoff.extra_general_plugins,
-            activation.handoff.backend_distributions,
+            activation.settings.extra_general_plugins,
+            activation.settings.backend_distributions,
         )
     except TTMetaError as error:
         # The audit said "delegated" or "inherited" already; it must also say this ended it.
-        audit.record(activation.handoff.audit_log, verdict="refused",
+        audit.record(activation.settings.audit_log, verdict="refused",
                       error=type(error).__name__, reason=error.summary,
                       ms=round((time.perf_counter() - started) * 1e3, 2))
         _fail(error)

@@ -1,7 +1,8 @@
 """Handing control to the chosen backend: its distribution, its entry points, its vLLM needs.
 
 Everything here selects by distribution. The backends' vLLM entry points are all named `tt`,
-so their names say nothing about who provides them; `EntryPoint.dist` does.
+so their names say nothing about who provides them; `EntryPoint.dist` does. The entry points
+called are those the `TrustedSet` gives (the signed ones), never read here from the install.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from .recorded_decision import Handoff
 
 if TYPE_CHECKING:  # the catalog (and pluggy) is loaded by first processes only
     from ..selection.catalog import Backend, Catalog
+    from ..trust.settings_seal import ChildSettings
     from ..trust.verification_record import VerifiedBackend
 
 OUR_ENTRY_POINT = "tt_meta"
@@ -50,18 +52,23 @@ class Target:
 
 
 class Activation:
-    """What one vLLM process runs on: the decision, the backend and its verification."""
+    """What one vLLM process runs on: the decision, the policy settings it acts on, the
+    backend and its verification."""
 
-    __slots__ = ("handoff", "inherited", "platform", "seconds", "target", "verified")
+    __slots__ = ("handoff", "inherited", "platform", "seconds", "settings", "target",
+                 "verified")
 
-    def __init__(self, handoff: Handoff, target: Target, platform: str,
-                 verified: VerifiedBackend | None, inherited: bool, seconds: float) -> None:
-        self.handoff, self.target, self.platform = handoff, target, platform
-        self.verified, self.inherited, self.seconds = verified, inherited, seconds
+    def __init__(self, handoff: Handoff, settings: ChildSettings, target: Target,
+                 platform: str, verified: VerifiedBackend | None, inherited: bool,
+                 seconds: float) -> None:
+        self.handoff, self.settings, self.target = handoff, settings, target
+        self.platform, self.verified = platform, verified
+        self.inherited, self.seconds = inherited, seconds
 
 
-def locate(catalog: Catalog, backend: Backend) -> Target:
-    """Find the one installed distribution of `backend` and its vLLM entry points."""
+def locate(catalog: Catalog, backend: Backend) -> Distribution:
+    """Find the one installed distribution of `backend` (nothing of it is run or read but
+    its metadata)."""
     installed = catalog.installed(backend)
     if not installed:
         names = " or ".join(f"'{d}'" for d in backend.distributions)
@@ -79,22 +86,25 @@ def locate(catalog: Catalog, backend: Backend) -> Target:
             f"({', '.join(d.name for d in installed)}); tt_meta will not guess which one runs",
             fix="uninstall all but one of them",
         )
-    return target_of(backend.name, installed[0], backend.runtime_modules)
+    return installed[0]
 
 
-def target_of(backend: str, dist: Distribution, runtime_modules: tuple[str, ...] = ()
-              ) -> Target:
-    """`dist` as the target for `backend`: its one platform entry point, its general ones."""
-    eps = dist.entry_points
-    platform = [ep for ep in eps if ep.group == PLATFORM_GROUP]
+def target_of(backend: str, dist: Distribution, entry_points: dict[str, dict[str, str]],
+              runtime_modules: tuple[str, ...] = ()) -> Target:
+    """`dist` as the target for `backend`, calling the given entry points (group -> {name:
+    value}, from the TrustedSet): exactly one platform entry point, and the general ones."""
+    platform = list(entry_points.get(PLATFORM_GROUP, {}).items())
     if len(platform) != 1:
         raise DelegationError(
             f"distribution {dist.name} {dist.version} declares {len(platform)} entry points in "
             f"'{PLATFORM_GROUP}'; a backend must declare exactly one",
             fix="reinstall the backend from its official wheel",
         )
-    general = tuple(ep for ep in eps if ep.group == GENERAL_GROUP)
-    return Target(backend, dist, platform[0], general, runtime_modules)
+    general = tuple(EntryPoint(name, value, GENERAL_GROUP)
+                    for name, value in sorted(entry_points.get(GENERAL_GROUP, {}).items()))
+    (name, value), = platform
+    return Target(backend, dist, EntryPoint(name, value, PLATFORM_GROUP), general,
+                  runtime_modules)
 
 
 def installed_vllm_version() -> str | None:
@@ -105,24 +115,25 @@ def installed_vllm_version() -> str | None:
     return None
 
 
-def vllm_mismatch(catalog: Catalog, backend: Backend, target: Target) -> str | None:
+def vllm_mismatch(catalog: Catalog, backend: Backend, dist: Distribution) -> str | None:
     """A sentence describing how the installed vLLM misses the backend's needs, or None."""
-    spec_text = catalog.vllm_requirement(backend, target.dist)
+    spec_text = catalog.vllm_requirement(backend, dist)
     if not spec_text:
         return None
+    label = f"{dist.name} {dist.version}"
     from packaging.specifiers import InvalidSpecifier, SpecifierSet
     from packaging.version import InvalidVersion, Version
 
     installed = installed_vllm_version()
     if installed is None:
-        return f"{target.label} needs vllm{spec_text}, and no vLLM is installed"
+        return f"{label} needs vllm{spec_text}, and no vLLM is installed"
     try:
         ok = SpecifierSet(spec_text).contains(Version(installed), prereleases=True)
     except (InvalidSpecifier, InvalidVersion):
         return None  # unparseable metadata: pip's problem, not a version mismatch
     if ok:
         return None
-    return f"{target.label} needs vllm{spec_text}, and vLLM {installed} is installed"
+    return f"{label} needs vllm{spec_text}, and vLLM {installed} is installed"
 
 
 def call_platform(target: Target, diagnose: Callable[[], str | None] = lambda: None) -> str:
@@ -188,27 +199,26 @@ def run_general_plugins(
     only as the chosen backend's, after verification) nor tt_meta's.
     """
     ran: list[str] = []
-    chosen = list(target.general_eps)
+    chosen = [(ep, target.dist.name) for ep in target.general_eps]
     if passthrough:
         wanted = set(passthrough) - {OUR_ENTRY_POINT}
         excluded = {normalize(d) for d in backend_dists}
         chosen += [
-            ep
+            (ep, ep.dist.name if ep.dist else "an unknown distribution")
             for ep in entry_points(group=GENERAL_GROUP)
             if ep.name in wanted and not (ep.dist and normalize(ep.dist.name) in excluded)
         ]
-    for ep in chosen:
+    for ep, owner in chosen:
         try:
             ep.load()()
         except TamperedImport as exc:
             raise tampered(exc) from None
         except Exception as exc:
-            owner = ep.dist.name if ep.dist else "?"
             raise DelegationError(
                 f"general plugin {ep.name} = {ep.value} of {owner} failed: {exc!r}",
                 fix="fix or reinstall that distribution; vLLM cannot serve its models without it",
             ) from None
-        ran.append(f"{ep.name} ({ep.dist.name if ep.dist else '?'})")
+        ran.append(f"{ep.name} ({owner})")
     return ran
 
 
@@ -217,31 +227,30 @@ def check_vllm_plugins(environ: Mapping[str, str], catalog: Catalog) -> None:
 
     Unset, it loads every platform plugin: each installed backend's `tt` would be activated
     next to `tt_meta`, unverified. Naming a backend's entry point (`tt`, `tt_model_registry`,
-    `tt_oots`) does the same for that name.
+    `tt_oots`) does the same for that name. Every backend distribution counts: built in, of a
+    loaded third-party backend, and each distribution offering a third-party backend plugin.
     """
     value = environ.get("VLLM_PLUGINS")
     allowed = None if value is None else set(value.split(","))
-    for backend_name in catalog.names():
-        backend = catalog.get(backend_name, "built-in catalog")
-        for dist in catalog.installed(backend):
-            for ep in dist.entry_points:
-                if ep.group not in (PLATFORM_GROUP, GENERAL_GROUP):
-                    continue
-                if allowed is None and ep.group == PLATFORM_GROUP:
-                    raise ConfigError(
-                        "VLLM_PLUGINS is not set, so vLLM also activates the platform plugin "
-                        f"'{ep.name}' of {dist.name} next to tt_meta, without verification "
-                        "(vLLM then stops with 'Only one platform plugin can be activated')",
-                        where="environment variable VLLM_PLUGINS",
-                        fix=f"set VLLM_PLUGINS={OUR_ENTRY_POINT}",
-                    )
-                if allowed is not None and ep.name in allowed and ep.name != OUR_ENTRY_POINT:
-                    raise ConfigError(
-                        f"VLLM_PLUGINS also names '{ep.name}', an entry point of {dist.name}: "
-                        "vLLM would load it itself, unverified",
-                        where=f"environment variable VLLM_PLUGINS={value}",
-                        fix=f"remove '{ep.name}' from VLLM_PLUGINS; tt_meta delegates to it",
-                    )
+    for dist in catalog.backend_distributions():
+        for ep in dist.entry_points:
+            if ep.group not in (PLATFORM_GROUP, GENERAL_GROUP):
+                continue
+            if allowed is None and ep.group == PLATFORM_GROUP:
+                raise ConfigError(
+                    "VLLM_PLUGINS is not set, so vLLM also activates the platform plugin "
+                    f"'{ep.name}' of {dist.name} next to tt_meta, without verification "
+                    "(vLLM then stops with 'Only one platform plugin can be activated')",
+                    where="environment variable VLLM_PLUGINS",
+                    fix=f"set VLLM_PLUGINS={OUR_ENTRY_POINT}",
+                )
+            if allowed is not None and ep.name in allowed and ep.name != OUR_ENTRY_POINT:
+                raise ConfigError(
+                    f"VLLM_PLUGINS also names '{ep.name}', an entry point of {dist.name}: "
+                    "vLLM would load it itself, unverified",
+                    where=f"environment variable VLLM_PLUGINS={value}",
+                    fix=f"remove '{ep.name}' from VLLM_PLUGINS; tt_meta delegates to it",
+                )
     if allowed is not None and OUR_ENTRY_POINT not in allowed:
         raise ConfigError(
             f"VLLM_PLUGINS={value} does not name {OUR_ENTRY_POINT}",

@@ -2,11 +2,14 @@
 decided and verified.
 
 This runs in every child of every server, so it must cost next to nothing whatever the
-backend's size: it parses no policy (it checks that its policy file has the bytes the parent
-parsed, and takes the settings it needs from the decision), loads no catalog, checks no
-signature and walks no tree. It finds the recorded distribution, maps the parent's
-verification record (bound by its identity in the decision), and lets the import guard check
-every file it imports against it. Anything that disagrees with the parent is a refusal.
+backend's size: it parses no policy (its policy file must have the bytes the first process
+parsed, and the settings it acts on are those the first process sealed in the state
+directory), loads no catalog, checks no signature and walks no tree. Its `TrustedSet`
+inherits the verification records the first process wrote (bound by their identity in the
+decision), the import guard checks every file it imports against them, and the entry points
+it calls are the signed ones they hold. Anything that disagrees with the first process is a
+refusal. The modules a child may import are listed in docs/architecture.md ("The child
+path") and enforced by tests/test_child_path.py.
 """
 
 from __future__ import annotations
@@ -16,12 +19,13 @@ import time
 from collections.abc import MutableMapping, Sequence
 
 from .._errors import HandoffError, TrustError
-from .._metadata import Distribution, find_distribution, install_root, refuse_editable
+from .._metadata import find_distribution
 from ..selection.inputs import policy_digest, read_inputs, read_policy
-from ..trust import import_guard, permissions, verification_record
-from ..trust.verification_record import VerifiedBackend
+from ..trust import permissions, settings_seal
+from ..trust.trusted_set import TrustedSet
+from ..trust.waiver import UnsafeNoVerification
 from . import recorded_decision
-from .backend import Activation, call_platform, target_of, warn_unverified
+from .backend import Activation, call_platform, target_of
 
 WHERE = f"environment variable {recorded_decision.ENV_DECISION}"
 
@@ -40,7 +44,8 @@ def activate(environ: MutableMapping[str, str], argv: Sequence[str],
             fix="start every process of one vLLM server with the same TT_META_POLICY, and do "
             "not change the policy file while a server starts",
         )
-    permissions.check(path, "policy", recorded.strict_permissions)
+    settings = settings_seal.unseal(recorded.state_dir, recorded.policy_digest, WHERE)
+    permissions.check(path, "policy", settings.strict_permissions)
     dist = find_distribution(recorded.distribution)
     if dist is None or str(dist.version) != recorded.version:
         found = f"{dist.name} {dist.version}" if dist else "no such distribution"
@@ -50,8 +55,21 @@ def activate(environ: MutableMapping[str, str], argv: Sequence[str],
             where=WHERE,
             fix="install the same backend version on every node of the server",
         )
-    target = target_of(recorded.backend, dist)
-    verified = _inherit_verification(recorded, dist)
+    if settings.require_signatures:
+        trusted = TrustedSet(None, None)
+        if not recorded.trusted:
+            raise TrustError(
+                "the recorded decision carries no verified manifest, but the policy requires "
+                "signatures",
+                where=WHERE,
+                fix=f"unset {recorded_decision.ENV_DECISION} and start the server again",
+            )
+        trusted.inherit(settings.state_dir, settings.strict_permissions, recorded.trusted,
+                        WHERE)
+    else:
+        trusted = TrustedSet(None, UnsafeNoVerification(settings.policy))
+    target = target_of(recorded.backend, dist, trusted.entry_points(dist))
+    verified = trusted.verified(dist)
     platform = call_platform(target)
     if platform != recorded.platform:
         raise HandoffError(
@@ -60,39 +78,5 @@ def activate(environ: MutableMapping[str, str], argv: Sequence[str],
             where=WHERE,
             fix="make the backend's runtime the same in every process (devices, environment)",
         )
-    return Activation(recorded, target, platform, verified, True, time.perf_counter() - started)
-
-
-def _inherit_verification(recorded: recorded_decision.Handoff, dist: Distribution
-                          ) -> VerifiedBackend | None:
-    """The parent's verification record, bound by the identity in the decision, behind the
-    import guard; None when the policy waives signatures."""
-    if not recorded.require_signatures:
-        warn_unverified(recorded.policy, dist)
-        return None
-    if (recorded.manifest_digest is None or recorded.index_identity is None
-            or recorded.serial is None or recorded.signers is None):
-        raise TrustError(
-            "the recorded decision carries no verified manifest, but the policy requires "
-            "signatures",
-            where=WHERE,
-            fix=f"unset {recorded_decision.ENV_DECISION} and start the server again",
-        )
-    label = f"{dist.name} {dist.version}"
-    refuse_editable(dist, label)
-    identity = tuple(recorded.index_identity)
-    root, tops, files = verification_record.load_for_child(
-        recorded.state_dir, recorded.manifest_digest, identity)
-    here = install_root(dist)
-    if root != here:
-        raise TrustError(
-            f"{label} is installed at {here}, but the parent verified it at {root}",
-            where=str(root), fix="start every process of one server in one environment",
-        )
-    verified = VerifiedBackend(
-        distribution=dist.name, version=str(dist.version), serial=recorded.serial,
-        signers=recorded.signers, manifest_path=None, manifest_digest=recorded.manifest_digest,
-        index_identity=identity, root=root, files=files, top_levels=tops, files_checked=False,
-    )
-    import_guard.install(verified)
-    return verified
+    return Activation(recorded, settings, target, platform, verified, True,
+                      time.perf_counter() - started)

@@ -1,10 +1,11 @@
-"""A first process: from inputs to a delegated backend, the whole path in one place.
+"""A server's first process: from inputs to a delegated backend, the whole path in one place.
 
-`plan()` decides and locates without running any backend code. `trust()` verifies the chosen
-distribution and installs the import guard, so that from then on only verified bytes of it
-execute. `activate()` is what the first process of a vLLM server runs: it makes a plan,
-verifies, calls the backend's platform function, and records the decision for the children
-only once everything succeeded. The children take the short path in `_inherit.py`.
+`plan()` decides and locates without running any backend code or reading its entry points.
+The process's `TrustedSet` then verifies the chosen distribution (and, before that, a
+third-party backend plugin's distribution, before its code is loaded) and gives the signed
+entry points to call. `activate()` calls the backend's platform function, seals the policy
+settings children act on, and records the decision for them only once everything succeeded.
+Children take the short path in `child_process.py`.
 """
 
 from __future__ import annotations
@@ -21,9 +22,9 @@ from .._metadata import Distribution
 from ..selection.catalog import Backend, Catalog
 from ..selection.inputs import Inputs, read_inputs
 from ..selection.policy import Policy, load_policy
-from ..trust import import_guard, permissions
-from ..trust.verification_record import VerifiedBackend
-from ..trust.verifier import Verifier
+from ..trust import permissions, settings_seal
+from ..trust.trusted_set import TrustedSet
+from ..trust.waiver import UnsafeNoVerification
 from . import recorded_decision
 from .backend import (
     Activation,
@@ -31,8 +32,8 @@ from .backend import (
     call_platform,
     check_vllm_plugins,
     locate,
+    target_of,
     vllm_mismatch,
-    warn_unverified,
 )
 
 if TYPE_CHECKING:
@@ -46,7 +47,7 @@ class Plan(NamedTuple):
     inputs: Inputs
     decision: Decision
     backend: Backend
-    target: Target
+    dist: Distribution
     vllm_warning: str | None
 
 
@@ -56,11 +57,17 @@ def load_checked_policy(environ: MutableMapping[str, str]) -> Policy:
     return policy
 
 
-def catalog_for(policy: Policy) -> Catalog:
-    """A catalog that verifies a third-party backend plugin's distribution before loading it."""
+def trusted_set_for(policy: Policy) -> TrustedSet:
+    waiver = None if policy.trust.require_signatures else UnsafeNoVerification(policy.source)
+    return TrustedSet(policy.trust, waiver)
+
+
+def catalog_for(trusted: TrustedSet) -> Catalog:
+    """A catalog that verifies a third-party backend plugin's distribution before loading it,
+    and keeps it guarded in this process and its children."""
 
     def verify_plugin(name: str, dist: Distribution) -> None:
-        trust(policy, name, dist)
+        trusted.establish(name, dist)
 
     return Catalog(before_load=verify_plugin)
 
@@ -73,8 +80,8 @@ def plan(environ: MutableMapping[str, str], argv: Sequence[str], catalog: Catalo
     facts, config = gather_facts(inputs, environ)
     decision = decide(policy, inputs, facts, config)
     backend = catalog.get(decision.backend, policy.source)
-    target = locate(catalog, backend)
-    mismatch = vllm_mismatch(catalog, backend, target)
+    dist = locate(catalog, backend)
+    mismatch = vllm_mismatch(catalog, backend, dist)
     if mismatch and policy.vllm_version_mismatch == "refuse":
         raise DelegationError(
             mismatch,
@@ -84,17 +91,14 @@ def plan(environ: MutableMapping[str, str], argv: Sequence[str], catalog: Catalo
                 'set vllm_version_mismatch = "warn" in the policy'
             ),
         )
-    return Plan(policy, inputs, decision, backend, target, mismatch)
+    return Plan(policy, inputs, decision, backend, dist, mismatch)
 
 
-def trust(policy: Policy, backend: str, dist: Distribution) -> VerifiedBackend | None:
-    """Verify `dist` as `backend` and guard its imports; None when the policy waives it."""
-    if not policy.trust.require_signatures:
-        warn_unverified(policy.source, dist)
-        return None
-    verified = Verifier(policy.trust).verify(backend, dist)
-    import_guard.install(verified)
-    return verified
+def trusted_target(trusted: TrustedSet, chosen: Plan) -> Target:
+    """Verify the chosen distribution; the target calls its signed entry points."""
+    trusted.establish(chosen.backend.name, chosen.dist)
+    return target_of(chosen.backend.name, chosen.dist, trusted.entry_points(chosen.dist),
+                     chosen.backend.runtime_modules)
 
 
 def call_backend(catalog: Catalog, backend: Backend, target: Target) -> str:
@@ -105,17 +109,25 @@ def call_backend(catalog: Catalog, backend: Backend, target: Target) -> str:
 def activate(environ: MutableMapping[str, str], argv: Sequence[str]) -> Activation:
     started = time.perf_counter()
     policy = load_checked_policy(environ)
-    catalog = catalog_for(policy)
+    trusted = trusted_set_for(policy)
+    catalog = catalog_for(trusted)
     check_vllm_plugins(environ, catalog)
     chosen = plan(environ, argv, catalog, policy)
     if chosen.vllm_warning:
         log(logging.WARNING, "tt_meta: %s (the policy allows it: vllm_version_mismatch = warn)",
             chosen.vllm_warning)
-    target = chosen.target
-    verified = trust(policy, chosen.backend.name, target.dist)
+    target = trusted_target(trusted, chosen)
     platform = call_backend(catalog, chosen.backend, target)
+    settings = settings_seal.ChildSettings(
+        policy=policy.source, policy_digest=policy.digest,
+        require_signatures=policy.trust.require_signatures,
+        strict_permissions=policy.trust.strict_permissions, state_dir=policy.trust.state_dir,
+        audit_log=policy.trust.audit_log, extra_general_plugins=policy.extra_general_plugins,
+        backend_distributions=catalog.distribution_names(),
+    )
+    settings_seal.seal(settings)
     decision = chosen.decision
-    settings = policy.trust
+    verified = trusted.verified(target.dist)
     handoff = recorded_decision.Handoff(
         backend=chosen.backend.name,
         distribution=target.dist.name,
@@ -126,17 +138,11 @@ def activate(environ: MutableMapping[str, str], argv: Sequence[str]) -> Activati
         reason=decision.reason,
         policy=policy.source,
         policy_digest=policy.digest,
-        require_signatures=settings.require_signatures,
-        strict_permissions=settings.strict_permissions,
-        state_dir=settings.state_dir,
-        audit_log=settings.audit_log,
-        extra_general_plugins=policy.extra_general_plugins,
-        backend_distributions=catalog.distribution_names(),
-        manifest_digest=verified.manifest_digest if verified else None,
-        index_identity=verified.index_identity if verified else None,
+        state_dir=policy.trust.state_dir,
+        trusted=trusted.records(),
         serial=verified.serial if verified else None,
         signers=verified.signers if verified else None,
     )
     recorded_decision.record(environ, handoff)
     seconds = time.perf_counter() - started
-    return Activation(handoff, target, platform, verified, False, seconds)
+    return Activation(handoff, settings, target, platform, verified, False, seconds)

@@ -21,49 +21,40 @@ from ..selection.inputs import Inputs
 
 ENV_DECISION = "TT_META_DECISION"
 ENV_RAY_COPY = "VLLM_RAY_EXTRA_ENV_VARS_TO_COPY"
-_FORMAT = 2
+_FORMAT = 3
 
 
 class Handoff:
-    """The decision as children need it: what to load, what it was decided for, and the
-    policy settings a child acts on, so that a child never parses the policy again: it only
-    checks that its policy file has the bytes the parent parsed (`policy_digest`).
+    """The decision as children need it: what to load, what it was decided for, and where
+    the trust it rests on is kept. It carries no policy setting: a child reads those sealed
+    in the state directory (`trust/settings_seal.py`), so that a stale or copied decision
+    cannot change them. `serial` and `signers` are for the audit line only.
 
-    A plain class (see _inputs.py for why); `FIELDS` is its JSON form, every key required.
+    A plain class (see selection/inputs.py for why); `FIELDS` is its JSON form, every key
+    required.
     """
 
     FIELDS = (
         "backend", "distribution", "version", "platform", "model", "device", "reason",
-        "policy", "policy_digest",
-        # From the policy: what a child needs of it.
-        "require_signatures", "strict_permissions", "state_dir", "audit_log",
-        "extra_general_plugins", "backend_distributions",
-        # The verified manifest (payload SHA-256), its serial and signers, and the identity
-        # of the verification record children load (see _verified_cache.py); all None
-        # without signatures.
-        "manifest_digest", "index_identity", "serial", "signers", "format",
+        "policy", "policy_digest", "state_dir",
+        # One entry per distribution the first process verified (the backend, and a
+        # third-party backend plugin's own distribution): [name, SHA-256 of its manifest
+        # file, then the identity of its verification record]. Empty without signatures.
+        "trusted", "serial", "signers", "format",
     )
     __slots__ = FIELDS
 
     def __init__(
         self, *, backend: str, distribution: str, version: str, platform: str,
         model: str | None, device: str | None, reason: str, policy: str, policy_digest: str,
-        require_signatures: bool, strict_permissions: bool, state_dir: str,
-        audit_log: str | None, extra_general_plugins: tuple[str, ...],
-        backend_distributions: tuple[str, ...],  # of every backend: never pass-through
-        manifest_digest: str | None = None, index_identity: tuple[int, ...] | None = None,
+        state_dir: str, trusted: tuple[tuple[str | int, ...], ...] = (),
         serial: int | None = None, signers: tuple[str, ...] | None = None,
         format: int = _FORMAT,
     ) -> None:
         self.backend, self.distribution, self.version = backend, distribution, version
         self.platform, self.model, self.device, self.reason = platform, model, device, reason
-        self.policy, self.policy_digest = policy, policy_digest
-        self.require_signatures, self.strict_permissions = require_signatures, strict_permissions
-        self.state_dir, self.audit_log = state_dir, audit_log
-        self.extra_general_plugins = extra_general_plugins
-        self.backend_distributions = backend_distributions
-        self.manifest_digest, self.index_identity = manifest_digest, index_identity
-        self.serial, self.signers, self.format = serial, signers, format
+        self.policy, self.policy_digest, self.state_dir = policy, policy_digest, state_dir
+        self.trusted, self.serial, self.signers, self.format = trusted, serial, signers, format
 
     def encode(self) -> str:
         fields = {k: getattr(self, k) for k in self.FIELDS}
@@ -88,9 +79,9 @@ class Handoff:
                 where=f"environment variable {ENV_DECISION}",
                 fix=fix,
             )
-        for key in _LISTS:
-            if data[key] is not None:
-                data[key] = tuple(data[key])
+        data["trusted"] = tuple(tuple(entry) for entry in data["trusted"])
+        if data["signers"] is not None:
+            data["signers"] = tuple(data["signers"])
         return cls(**data)
 
 
@@ -110,18 +101,20 @@ def _int(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
+def _trusted(value: object) -> bool:
+    """[[name, manifest SHA-256, five identity integers], ...]"""
+    return isinstance(value, list) and all(
+        isinstance(e, list) and len(e) == 7 and _str(e[0]) and _str(e[1])
+        and all(_int(x) for x in e[2:]) for e in value)
+
+
 # What each field must hold once decoded from JSON; a decision that differs is refused.
 _TYPES: dict[str, Callable[[object], bool]] = {
     "backend": _str, "distribution": _str, "version": _str, "platform": _str,
     "model": _optional(_str), "device": _optional(_str), "reason": _str, "policy": _str,
-    "policy_digest": _str, "require_signatures": lambda v: isinstance(v, bool),
-    "strict_permissions": lambda v: isinstance(v, bool), "state_dir": _str,
-    "audit_log": _optional(_str), "extra_general_plugins": _list_of(str),
-    "backend_distributions": _list_of(str), "manifest_digest": _optional(_str),
-    "index_identity": _optional(_list_of(int)), "serial": _optional(_int),
-    "signers": _optional(_list_of(str)), "format": _int,
+    "policy_digest": _str, "state_dir": _str, "trusted": _trusted,
+    "serial": _optional(_int), "signers": _optional(_list_of(str)), "format": _int,
 }
-_LISTS = ("extra_general_plugins", "backend_distributions", "index_identity", "signers")
 
 
 def read(environ: Mapping[str, str]) -> Handoff | None:

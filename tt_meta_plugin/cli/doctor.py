@@ -8,10 +8,17 @@ from typing import NamedTuple
 
 from .._errors import TTMetaError
 from .._metadata import PLATFORM_GROUP, entry_points, normalize
-from ..activation.backend import check_vllm_plugins, installed_vllm_version, locate, vllm_mismatch
+from ..activation.backend import (
+    check_vllm_plugins,
+    installed_vllm_version,
+    locate,
+    target_of,
+    vllm_mismatch,
+)
 from ..activation.recorded_decision import ENV_DECISION
 from ..selection.catalog import Catalog
 from ..selection.policy import load_policy
+from ..trust.manifest import installed_entry_points
 
 OK, WARN, FAIL = "ok", "warn", "FAIL"
 DEVICE_GLOB = "/dev/tenstorrent/*"
@@ -65,17 +72,19 @@ def run_checks(environ: Mapping[str, str]) -> list[Check]:
                                 f"{' or '.join(backend.distributions)})"))
             continue
         try:
-            target = locate(catalog, backend)
+            dist = locate(catalog, backend)
+            # As installed (doctor runs nothing of it; serving calls the signed ones).
+            target = target_of(name, dist, installed_entry_points(dist))
         except TTMetaError as error:
             checks.append(from_error(topic, error))
             continue
         checks.append(Check(OK, topic, f"{target.label}, platform entry point "
                             f"{target.platform_ep.name} = {target.platform_ep.value}"))
-        reason = catalog.unusable_reason(backend, target.dist)
+        reason = catalog.unusable_reason(backend, dist)
         if reason:
             checks.append(Check(WARN, topic, f"{target.label} cannot run here: {reason}",
                                 "install the Tenstorrent runtime in this environment"))
-        mismatch = vllm_mismatch(catalog, backend, target)
+        mismatch = vllm_mismatch(catalog, backend, dist)
         if mismatch:
             checks.append(Check(WARN, topic, mismatch, "install the vLLM the backend needs"))
 

@@ -7,7 +7,14 @@ from collections.abc import MutableMapping, Sequence
 from typing import Any
 
 from .._errors import TTMetaError
-from ..activation.first_process import call_backend, catalog_for, load_checked_policy, plan, trust
+from ..activation.first_process import (
+    call_backend,
+    catalog_for,
+    load_checked_policy,
+    plan,
+    trusted_set_for,
+    trusted_target,
+)
 from ..activation.recorded_decision import ENV_DECISION
 
 
@@ -18,12 +25,13 @@ def explain(environ: MutableMapping[str, str], argv: Sequence[str]) -> tuple[int
     report: dict[str, Any] = {"delegate": False}
     try:
         policy = load_checked_policy(env)
-        catalog = catalog_for(policy)
+        trusted = trusted_set_for(policy)
+        catalog = catalog_for(trusted)
         chosen = plan(env, argv, catalog, policy)
     except TTMetaError as error:
         report["refusal"] = _error(error)
         return 1, report
-    inputs, decision, target = chosen.inputs, chosen.decision, chosen.target
+    inputs, decision, dist = chosen.inputs, chosen.decision, chosen.dist
     report.update(
         policy=chosen.policy.source,
         inputs={
@@ -40,14 +48,17 @@ def explain(environ: MutableMapping[str, str], argv: Sequence[str]) -> tuple[int
         backend=decision.backend,
         reason=decision.reason,
         rule=decision.rule.number if decision.rule else None,
-        distribution=target.dist.name,
-        version=str(target.dist.version),
-        platform_entry_point=f"{target.platform_ep.name} = {target.platform_ep.value}",
-        general_entry_points=[f"{ep.name} = {ep.value}" for ep in target.general_eps],
+        distribution=dist.name,
+        version=str(dist.version),
         vllm_warning=chosen.vllm_warning,
     )
     try:
-        verified = trust(chosen.policy, chosen.backend.name, target.dist)
+        target = trusted_target(trusted, chosen)
+        report.update(
+            platform_entry_point=f"{target.platform_ep.name} = {target.platform_ep.value}",
+            general_entry_points=[f"{ep.name} = {ep.value}" for ep in target.general_eps],
+        )
+        verified = trusted.verified(dist)
         if verified is not None:
             report["manifest"] = {"path": str(verified.manifest_path),
                                   "serial": verified.serial,

@@ -143,6 +143,18 @@ class Catalog:
         """The installed distributions that provide `backend`, in catalog order."""
         return [d for d in map(find_distribution, backend.distributions) if d is not None]
 
+    def backend_distributions(self) -> list[Distribution]:
+        """Every installed distribution of a known backend, and every installed distribution
+        that offers a third-party backend plugin (found without loading it)."""
+        found: dict[str, Distribution] = {}
+        for backend in self._backends.values():
+            for dist in self.installed(backend):
+                found.setdefault(normalize(dist.name), dist)
+        for ep in entry_points(group=BACKENDS_GROUP):
+            if ep.dist is not None:
+                found.setdefault(normalize(ep.dist.name), ep.dist)
+        return list(found.values())
+
     def unusable_reason(self, backend: Backend, dist: Distribution) -> str | None:
         if self._pm is None:
             return default_unusable_reason(backend, dist)

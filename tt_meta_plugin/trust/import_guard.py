@@ -3,8 +3,10 @@
 Hashing a backend's files is not enough on its own. Python prefers a `__pycache__/*.pyc`
 whose header matches the source's mtime and size, so tampered bytecode can run although every
 `.py` hashes clean; and a file can be swapped between the check and the import. So, once a
-backend is verified, a finder placed first on `sys.meta_path` takes over every import under
-the backend's top-level packages: it locates modules only in the verified install root, reads
+distribution is verified, a finder placed first on `sys.meta_path` takes over every import
+under its top-level packages, for the life of the process (one finder for every verified
+distribution, keyed by top-level name): it locates modules only in the verified install
+root (a signed package that is no longer there is refused, never looked for elsewhere), reads
 each source file once, compares those bytes with the manifest, and compiles exactly those
 bytes. Cached bytecode is never read or written. A compiled extension module is hashed just
 before it is loaded; the window between that hash and the dynamic loader's own open remains
@@ -40,14 +42,15 @@ def _refuse(message: str) -> TamperedImport:
 
 
 class _VerifiedSourceLoader(importlib.machinery.SourceFileLoader):
-    def __init__(self, fullname: str, path: str, guard: VerifiedImportGuard) -> None:
+    def __init__(self, fullname: str, path: str, guard: VerifiedImportGuard,
+                 verified: VerifiedBackend) -> None:
         super().__init__(fullname, path)
-        self.guard = guard
+        self.guard, self.verified = guard, verified
 
     def get_data(self, path: str) -> bytes:
         with open(path, "rb") as handle:
             data = handle.read()
-        self.guard.check_bytes(path, data)
+        self.guard.check_bytes(self.verified, path, data)
         return data
 
     def get_code(self, fullname: str) -> CodeType:
@@ -58,27 +61,40 @@ class _VerifiedSourceLoader(importlib.machinery.SourceFileLoader):
 
 
 class _VerifiedExtensionLoader(importlib.machinery.ExtensionFileLoader):
-    def __init__(self, fullname: str, path: str, guard: VerifiedImportGuard) -> None:
+    def __init__(self, fullname: str, path: str, guard: VerifiedImportGuard,
+                 verified: VerifiedBackend) -> None:
         super().__init__(fullname, path)
-        self.guard = guard
+        self.guard, self.verified = guard, verified
 
     def create_module(self, spec: importlib.machinery.ModuleSpec) -> ModuleType:
         with open(self.path, "rb") as handle:
-            self.guard.check_bytes(self.path, handle.read())
+            self.guard.check_bytes(self.verified, self.path, handle.read())
         module: ModuleType = super().create_module(spec)
         return module
 
 
 class VerifiedImportGuard(MetaPathFinder):
-    def __init__(self, verified: VerifiedBackend) -> None:
-        self.verified = verified
-        self.root = verified.root
+    """The one finder for every verified distribution of this process, keyed by the
+    top-level names each one's manifest covers: a distribution verified later (the backend
+    after a third-party backend plugin) adds to it and never replaces another."""
+
+    def __init__(self) -> None:
+        self.by_top: dict[str, VerifiedBackend] = {}
         self.loaded: list[str] = []
 
-    def check_bytes(self, path: str, data: bytes) -> None:
-        rel = Path(path).resolve().relative_to(self.root).as_posix()
-        entry = self.verified.files.get(rel)
-        name = self.verified.distribution
+    def protect(self, verified: VerifiedBackend) -> None:
+        for top in verified.top_levels:
+            other = self.by_top.get(top)
+            if other is not None and other.distribution != verified.distribution:
+                raise _refuse(f"'{top}' is signed as part of both {other.distribution} and "
+                              f"{verified.distribution}")
+        for top in verified.top_levels:
+            self.by_top[top] = verified
+
+    def check_bytes(self, verified: VerifiedBackend, path: str, data: bytes) -> None:
+        rel = Path(path).resolve().relative_to(verified.root).as_posix()
+        entry = verified.files.get(rel)
+        name = verified.distribution
         if entry is None:
             raise _refuse(f"{rel} is not in the verified manifest of {name}")
         size, digest = entry
@@ -89,43 +105,51 @@ class VerifiedImportGuard(MetaPathFinder):
 
     def find_spec(self, fullname: str, path: Sequence[str] | None,
                   target: ModuleType | None = None) -> importlib.machinery.ModuleSpec | None:
-        if fullname.partition(".")[0] not in self.verified.top_levels:
+        verified = self.by_top.get(fullname.partition(".")[0])
+        if verified is None:
             return None
-        search = [str(self.root)] if "." not in fullname else list(path or [])
-        spec = importlib.machinery.PathFinder.find_spec(fullname, search)
-        if spec is None:
-            return None
+        root = verified.root
+        if "." not in fullname:
+            spec = importlib.machinery.PathFinder.find_spec(fullname, [str(root)])
+            if spec is None:
+                # Signed, yet not where it was verified: never fall through to another copy
+                # of the same name elsewhere on sys.path.
+                raise _refuse(f"{fullname} is signed as part of {verified.distribution} but "
+                              f"is no longer in its verified install root {root}")
+        else:
+            inside = [p for p in (path or []) if Path(p).resolve().is_relative_to(root)]
+            spec = importlib.machinery.PathFinder.find_spec(fullname, inside)
+            if spec is None:
+                # Not in the verified package: no other finder may look for it elsewhere
+                # (a portion added to the package's __path__ is not verified).
+                raise ModuleNotFoundError(f"No module named {fullname!r}", name=fullname)
         origin = spec.origin
         if origin is None or not spec.has_location:  # a namespace package: no code of its own
             return spec
         resolved = Path(origin).resolve()
-        if not resolved.is_relative_to(self.root):
+        if not resolved.is_relative_to(root):
             raise _refuse(f"{fullname} resolves to {origin}, outside the verified "
-                                 f"install root {self.root}")
+                          f"install root {root}")
         if origin.endswith(tuple(importlib.machinery.SOURCE_SUFFIXES)):
-            spec.loader = _VerifiedSourceLoader(fullname, origin, self)
+            spec.loader = _VerifiedSourceLoader(fullname, origin, self, verified)
             spec.cached = None
         elif origin.endswith(tuple(importlib.machinery.EXTENSION_SUFFIXES)):
-            spec.loader = _VerifiedExtensionLoader(fullname, origin, self)
+            spec.loader = _VerifiedExtensionLoader(fullname, origin, self, verified)
         else:
             raise _refuse(f"{fullname} would load from {origin}, which is neither "
-                                 "verified source nor an extension module")
+                          "verified source nor an extension module")
         return spec
 
 
-_installed: VerifiedImportGuard | None = None
+_guard: VerifiedImportGuard | None = None
 
 
-def install(verified: VerifiedBackend) -> VerifiedImportGuard:
-    """Put the guard first on sys.meta_path (once per process) and return it."""
-    global _installed
-    same = (verified.manifest_digest, verified.index_identity)
-    if _installed is not None and (_installed.verified.manifest_digest,
-                                   _installed.verified.index_identity) == same:
-        return _installed
-    if _installed is not None:
-        sys.meta_path.remove(_installed)
-    guard = VerifiedImportGuard(verified)
-    sys.meta_path.insert(0, guard)
-    _installed = guard
-    return guard
+def protect(verified: VerifiedBackend) -> VerifiedImportGuard:
+    """Guard `verified`'s packages from now on, in this process; the guard goes first on
+    sys.meta_path the first time."""
+    global _guard
+    if _guard is None:
+        _guard = VerifiedImportGuard()
+        sys.meta_path.insert(0, _guard)
+    _guard.protect(verified)
+    return _guard

@@ -1,18 +1,24 @@
 """The manifest: what a signer says one installed backend distribution is, file by file.
 
-Parsed only from payload bytes whose signature verified (see `_verify.py`). Built from an
-installed distribution by `tt-meta sign` (see `_sign.py`).
+Parsed only from payload bytes whose signature verified (see `verifier.py`). Built from an
+installed distribution by `tt-meta sign` (see `signing.py`). What both sides agree on about
+manifests (their file names, which entry points and which top-level names they cover) lives
+here, so that signing never imports verifying.
 """
 
 from __future__ import annotations
 
 import re
 import unicodedata
+from collections.abc import Iterable
 from typing import Any, NamedTuple
 
 from .._errors import TrustError
+from .._metadata import Distribution, normalize
 from .envelope import strict_json
 
+IN_DIST_MANIFEST = "tt_meta.manifest.json"  # a manifest's name inside the .dist-info
+VLLM_GROUP_PREFIX = "vllm."  # the entry-point groups a manifest signs
 MANIFEST_KIND = "tt-meta/manifest"
 SPEC_VERSION = 1
 _HEX64 = re.compile(r"[0-9a-f]{64}")
@@ -26,6 +32,21 @@ class FileEntry(NamedTuple):
     sha256: str
 
 
+class ManifestFacts(NamedTuple):
+    """What a manifest says about its distribution, besides the file list: kept in the
+    verification record, so that a restart need not decode and parse the manifest again."""
+
+    backend: str
+    distribution: str
+    version: str
+    #: group -> {name: "module:attr"}, the vLLM entry points signed with the files
+    entry_points: dict[str, dict[str, str]]
+    vllm_requirement: str | None
+    issued: int
+    expires: int
+    serial: int
+
+
 class Manifest(NamedTuple):
     backend: str
     distribution: str
@@ -37,12 +58,10 @@ class Manifest(NamedTuple):
     serial: int
     files: tuple[FileEntry, ...]
 
-    def facts(self) -> dict[str, Any]:
-        """Everything but the file list (kept by the verification cache)."""
-        return {"backend": self.backend, "distribution": self.distribution,
-                "version": self.version, "entry_points": self.entry_points,
-                "vllm_requirement": self.vllm_requirement, "issued": self.issued,
-                "expires": self.expires, "serial": self.serial}
+    def facts(self) -> ManifestFacts:
+        """Everything but the file list."""
+        return ManifestFacts(self.backend, self.distribution, self.version, self.entry_points,
+                             self.vllm_requirement, self.issued, self.expires, self.serial)
 
     def to_payload(self) -> dict[str, Any]:
         return {
@@ -131,3 +150,30 @@ def parse_manifest(payload: bytes, where: str) -> Manifest:
         issued=data["issued"], expires=data["expires"], serial=data["serial"],
         files=tuple(entries),
     )
+
+
+def manifest_file_names(dist_name: str, version: str) -> tuple[str, str]:
+    """The names a manifest may have in a manifest directory, most specific first."""
+    norm = normalize(dist_name)
+    return f"{norm}-{version}.manifest.json", f"{norm}.manifest.json"
+
+
+def installed_entry_points(dist: Distribution) -> dict[str, dict[str, str]]:
+    """The vLLM entry points an installed distribution declares (what a manifest signs)."""
+    found: dict[str, dict[str, str]] = {}
+    for ep in dist.entry_points:
+        if ep.group.startswith(VLLM_GROUP_PREFIX):
+            found.setdefault(ep.group, {})[ep.name] = ep.value
+    return found
+
+
+def top_level_names(files: Iterable[str]) -> frozenset[str]:
+    """Importable top-level names: packages (first directory) and root-level modules."""
+    names = set()
+    for path in files:
+        first, sep, _ = path.partition("/")
+        if sep and not first.endswith((".dist-info", ".data")):
+            names.add(first)
+        elif not sep and path.endswith((".py", ".so", ".pyd")):
+            names.add(path.split(".", 1)[0])
+    return frozenset(names)

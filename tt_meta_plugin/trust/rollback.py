@@ -73,36 +73,23 @@ class StateDir:
         return data
 
     def mark(self, distribution: str) -> tuple[int, str] | None:
-        entry = self._read().get(distribution)
-        if not isinstance(entry, dict):
-            return None
-        serial, digest = entry.get("serial"), entry.get("digest")
-        return (serial, digest) if isinstance(serial, int) and isinstance(digest, str) else None
+        return _mark_of(self._read().get(distribution))
 
-    def check_and_raise(self, distribution: str, serial: int, digest: str) -> None:
-        """Refuse a rollback or a reused serial; otherwise record `serial` as the new mark."""
+    def judge(self, label: str, distribution: str, serial: int, digest: str, where: str
+              ) -> None:
+        """Refuse a rollback or a reused serial against the mark as it is now (unlocked: a
+        candidate manifest is judged before its files are; `advance` judges again)."""
+        _judge(self.mark(distribution), label, serial, digest, where)
+
+    def advance(self, label: str, distribution: str, serial: int, digest: str, where: str
+                ) -> None:
+        """Judge under the lock, then record `serial` as the new mark."""
         with self._locked():
             marks = self._read()
-            entry = marks.get(distribution)
-            if isinstance(entry, dict):
-                seen, seen_digest = entry.get("serial"), entry.get("digest")
-                if isinstance(seen, int) and serial < seen:
-                    raise TrustError(
-                        f"rollback: the manifest for {distribution} has serial {serial}, but "
-                        f"serial {seen} was already seen on this machine",
-                        where=str(self.path / MARKS_FILE),
-                        fix="install the backend version of the newest manifest, with that "
-                        "manifest",
-                    )
-                if seen == serial and seen_digest != digest:
-                    raise TrustError(
-                        f"the manifest for {distribution} reuses serial {serial} with other "
-                        "content than the one seen before",
-                        where=str(self.path / MARKS_FILE),
-                        fix="sign every new manifest with a higher --serial",
-                    )
-                if seen == serial:
-                    return
+            seen = _mark_of(marks.get(distribution))
+            _judge(seen, label, serial, digest, where)
+            if seen is not None and seen[0] == serial:
+                return
             marks[distribution] = {"serial": serial, "digest": digest}
             fd, tmp = tempfile.mkstemp(dir=self.path, prefix=".serials.")
             with os.fdopen(fd, "w", encoding="utf-8") as handle:
@@ -110,3 +97,32 @@ class StateDir:
                 handle.flush()
                 os.fsync(handle.fileno())
             os.replace(tmp, self.path / MARKS_FILE)
+
+
+def _mark_of(entry: object) -> tuple[int, str] | None:
+    if not isinstance(entry, dict):
+        return None
+    serial, digest = entry.get("serial"), entry.get("digest")
+    return (serial, digest) if isinstance(serial, int) and isinstance(digest, str) else None
+
+
+def _judge(mark: tuple[int, str] | None, label: str, serial: int, digest: str, where: str
+           ) -> None:
+    """The one rollback rule: never below the mark, never the mark's serial with other bytes."""
+    if mark is None:
+        return
+    seen, seen_digest = mark
+    if serial < seen:
+        raise TrustError(
+            f"rollback: the manifest for {label} has serial {serial}, but serial {seen} was "
+            "already seen on this machine",
+            where=where,
+            fix="install the backend version of the newest manifest, with that manifest",
+        )
+    if serial == seen and digest != seen_digest:
+        raise TrustError(
+            f"the manifest for {label} reuses serial {serial} with other content than the one "
+            "seen before",
+            where=where,
+            fix="sign every new manifest with a higher --serial",
+        )

@@ -21,8 +21,14 @@ from ..selection.catalog import Catalog
 from .envelope import MANIFEST_TYPE, Envelope, Signature, pae
 from .hashing import sha256_files
 from .keys import key_id
-from .manifest import FileEntry, Manifest, check_relative_path
-from .verifier import IN_DIST_MANIFEST, installed_entry_points, top_level_names
+from .manifest import (
+    IN_DIST_MANIFEST,
+    FileEntry,
+    Manifest,
+    check_relative_path,
+    installed_entry_points,
+    top_level_names,
+)
 
 DAY = 86400
 

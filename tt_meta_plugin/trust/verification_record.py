@@ -5,12 +5,14 @@ named by the exact bytes of the signed manifest. It serves two readers, and is l
 that each reads only what it needs:
 
 - a child process of the same server needs the verified (size, SHA-256) of the few files it
-  imports. The file starts with a small header (root, top-level names) and a table of every
+  imports, and the signed entry points it calls. The file starts with a small header (the
+  distribution, root, top-level names, signed vLLM entry points) and a table of every
   signed path sorted by its bytes, fixed-width entries, searched in place (`FileIndex`): the
   child maps the file and never builds a per-file structure, so its cost does not grow with
   the backend. The parent binds the file by its identity and metadata (device, inode, size,
   mtime_ns, ctime_ns), carried in the decision; the file is only ever replaced atomically, so
-  any other change moves its ctime and the child refuses it.
+  any other change moves its ctime and the child refuses it. The child also checks who owns
+  it and who may write it, as for every file that decides what is trusted.
 - a later first process (a server restart) reads the rest: the payload's digest and signed
   facts (so the manifest need not be decoded and parsed again), its signatures and which of
   them verified, and the identity and metadata at verification time of every directory walked and
@@ -31,13 +33,14 @@ import struct
 import tempfile
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Final
 
 from .._errors import TrustError
 from . import permissions
+from .manifest import ManifestFacts
 
 SUBDIR = "verified"
-_MAGIC = b"tt-meta verified 3\n"
+_MAGIC = b"tt-meta verified 4\n"
 _U32 = struct.Struct("<I")
 _ENTRY = struct.Struct("<IIQ32s")  # path offset in the blob, path length, size, SHA-256
 STAT = struct.Struct("<QQQqq")  # device, inode, size, mtime_ns, ctime_ns
@@ -92,13 +95,14 @@ class FileIndex:
 class VerifiedBackend:
     """A distribution proven equal to its signed manifest. Nothing unverified is in here.
 
-    `files` looks up every signed path's (size, SHA-256): what the import guard checks each
-    loaded module against. `index_identity` binds the verification record children load.
-    (A plain class with __slots__: every vLLM process creates one; see _inputs.py.)
+    Made only by the verifier (first process) or from the verification record it wrote
+    (child), and held by the process's `TrustedSet`. A plain class with __slots__: every vLLM
+    process creates one, and a class statement costs far less than a dataclass's.
     """
 
     __slots__ = (
         "distribution",
+        "entry_points",
         "files",
         "files_checked",
         "hashed_files",
@@ -115,15 +119,31 @@ class VerifiedBackend:
     def __init__(self, *, distribution: str, version: str, serial: int,
                  signers: tuple[str, ...], manifest_path: Path | None, manifest_digest: str,
                  index_identity: Identity, root: Path, files: FileIndex,
-                 top_levels: frozenset[str], files_checked: bool, hashed_files: int = 0
-                 ) -> None:
-        self.distribution, self.version, self.serial = distribution, version, serial
-        self.signers, self.manifest_path = signers, manifest_path
-        # SHA-256 of the signed manifest file: it names the verification record.
-        self.manifest_digest, self.index_identity = manifest_digest, index_identity
-        self.root, self.files, self.top_levels = root, files, top_levels
-        # False in a child: it loaded its parent's verification instead of checking files.
-        self.files_checked, self.hashed_files = files_checked, hashed_files
+                 top_levels: frozenset[str], entry_points: dict[str, dict[str, str]],
+                 files_checked: bool, hashed_files: int = 0) -> None:
+        #: the distribution's name as signed, and its version
+        self.distribution: Final = distribution
+        self.version: Final = version
+        #: the manifest's serial, and the key ids whose signatures counted
+        self.serial: Final = serial
+        self.signers: Final = signers
+        #: where the manifest was found (None in a child, which did not read it)
+        self.manifest_path: Final = manifest_path
+        #: SHA-256 of the signed manifest file: it names the verification record
+        self.manifest_digest: Final = manifest_digest
+        #: identity and metadata of that record, which a child binds it by
+        self.index_identity: Final = index_identity
+        #: the install root, and every signed path's (size, SHA-256) under it
+        self.root: Final = root
+        self.files: Final = files
+        #: the importable top-level names the manifest covers: the import guard's domain
+        self.top_levels: Final = top_levels
+        #: the signed vLLM entry points, group -> {name: "module:attr"}: the only ones called
+        self.entry_points: Final = entry_points
+        #: False in a child: it loaded its parent's verification instead of checking files
+        self.files_checked: Final = files_checked
+        #: how many files this verification hashed (the rest were proven unchanged)
+        self.hashed_files: Final = hashed_files
 
 
 class Walked:
@@ -146,7 +166,7 @@ class Cached:
     __slots__ = ("facts", "file_identity", "files", "groups", "listed", "payload_digest",
                  "tops", "verified")
 
-    def __init__(self, payload_digest: str, facts: dict[str, Any],
+    def __init__(self, payload_digest: str, facts: ManifestFacts,
                  listed: list[tuple[str, bytes]], verified: frozenset[tuple[str, bytes]],
                  tops: frozenset[str], files: FileIndex, groups: list[Group],
                  file_identity: Identity) -> None:
@@ -169,10 +189,11 @@ class Cached:
 
 
 def _encode(key: str, payload_digest: str, root: Path, tops: frozenset[str],
-            facts: dict[str, Any], listed: list[tuple[str, bytes]],
+            facts: ManifestFacts, listed: list[tuple[str, bytes]],
             verified: frozenset[tuple[str, bytes]], files: Mapping[str, tuple[int, str]],
             walked: Walked) -> bytes:
-    head = marshal.dumps((key, str(root), sorted(tops)))
+    head = marshal.dumps((key, str(root), sorted(tops), facts.distribution, facts.version,
+                          facts.serial, facts.entry_points))
     names = sorted(p.encode("utf-8", "surrogateescape") for p in files)
     table, blob, offset = bytearray(), bytearray(), 0
     for name in names:
@@ -191,18 +212,32 @@ def _encode(key: str, payload_digest: str, root: Path, tops: frozenset[str],
                   for m in sorted(members)))
         for folder, members in grouped.items()
     ]
-    body = marshal.dumps((payload_digest, facts, listed, sorted(verified), groups))
+    body = marshal.dumps((payload_digest, tuple(facts), listed, sorted(verified), groups))
     return b"".join((_MAGIC, _U32.pack(len(head)), head, _U32.pack(len(names)), bytes(table),
                      _U32.pack(len(blob)), bytes(blob), body))
 
 
-def _decode_head(buf: bytes | mmap.mmap) -> tuple[str, str, list[str], FileIndex, int]:
-    """(record key, root, tops, index, offset of the body); ValueError when malformed."""
+class Head:
+    """The start of a record: what a child needs, read without the rest."""
+
+    __slots__ = ("distribution", "entry_points", "index", "key", "root", "serial", "tops",
+                 "version")
+
+    def __init__(self, key: str, root: str, tops: list[str], distribution: str, version: str,
+                 serial: int, entry_points: dict[str, dict[str, str]], index: FileIndex
+                 ) -> None:
+        self.key, self.root, self.tops, self.index = key, Path(root), frozenset(tops), index
+        self.distribution, self.version, self.serial = distribution, version, serial
+        self.entry_points = entry_points
+
+
+def _decode_head(buf: bytes | mmap.mmap) -> tuple[Head, int]:
+    """(the head, offset of the body); ValueError when malformed."""
     if buf[:len(_MAGIC)] != _MAGIC:
         raise ValueError("not a verification record of this format")
     at = len(_MAGIC)
     (length,) = _U32.unpack_from(buf, at)
-    digest, root, tops = marshal.loads(buf[at + 4:at + 4 + length])
+    fields = marshal.loads(buf[at + 4:at + 4 + length])
     at += 4 + length
     (count,) = _U32.unpack_from(buf, at)
     table = at + 4
@@ -211,7 +246,9 @@ def _decode_head(buf: bytes | mmap.mmap) -> tuple[str, str, list[str], FileIndex
     blob = at + 4
     if blob + blob_length > len(buf):
         raise ValueError("truncated")
-    return digest, root, tops, FileIndex(buf, table, count, blob), blob + blob_length
+    key, root, tops, distribution, version, serial, eps = fields
+    return (Head(key, root, tops, distribution, version, serial, eps,
+                 FileIndex(buf, table, count, blob)), blob + blob_length)
 
 
 def load(state_dir: str, key: str, root: Path, strict: bool) -> Cached | None:
@@ -226,20 +263,21 @@ def load(state_dir: str, key: str, root: Path, strict: bool) -> Cached | None:
         return None
     permissions.check(path, "verification cache", strict)
     try:
-        found, cached_root, tops, index, body = _decode_head(raw)
+        head, body = _decode_head(raw)
         payload_digest, facts, listed, verified, groups = marshal.loads(raw[body:])
+        facts = ManifestFacts(*facts)
         listed = [(keyid, sig) for keyid, sig in listed]
         verified = frozenset((keyid, sig) for keyid, sig in verified)
     except (EOFError, ValueError, TypeError, struct.error):
         return None  # unreadable: verify from scratch and rewrite it
-    if found != key or cached_root != str(root) or not isinstance(facts, dict):
+    if head.key != key or head.root != root:
         return None
-    return Cached(payload_digest, facts, listed, verified, frozenset(tops), index, groups,
+    return Cached(payload_digest, facts, listed, verified, head.tops, head.index, groups,
                   identity(info))
 
 
 def store(state_dir: str, key: str, payload_digest: str, root: Path, tops: frozenset[str],
-          facts: dict[str, Any], listed: list[tuple[str, bytes]],
+          facts: ManifestFacts, listed: list[tuple[str, bytes]],
           verified: frozenset[tuple[str, bytes]], files: Mapping[str, tuple[int, str]],
           walked: Walked) -> tuple[FileIndex, Identity]:
     """Write the record atomically; return its index and the identity children bind it by."""
@@ -255,14 +293,14 @@ def store(state_dir: str, key: str, payload_digest: str, root: Path, tops: froze
         written = os.fstat(fd)  # after the rename, which moves the ctime
     finally:
         os.close(fd)
-    return _decode_head(raw)[3], identity(written)
+    return _decode_head(raw)[0].index, identity(written)
 
 
-def load_for_child(state_dir: str, key: str, expected: Identity
-                   ) -> tuple[Path, frozenset[str], FileIndex]:
+def load_for_child(state_dir: str, key: str, expected: Identity, strict: bool) -> Head:
     """The parent's verification, exactly as it recorded it, or a refusal."""
     path = index_path(state_dir, key)
     fix = "do not change tt_meta's state directory while a vLLM server starts"
+    permissions.check(path, "verification record", strict)
     try:
         fd = os.open(path, os.O_RDONLY)
     except OSError as exc:
@@ -277,8 +315,11 @@ def load_for_child(state_dir: str, key: str, expected: Identity
     finally:
         os.close(fd)
     try:
-        _digest, root, tops, index, _body = _decode_head(buf)
+        head, _body = _decode_head(buf)
     except (EOFError, ValueError, TypeError, struct.error):
         raise TrustError("the parent's verification record is unreadable", where=str(path),
                          fix=fix) from None
-    return Path(root), frozenset(tops), index
+    if head.key != key:
+        raise TrustError("the verification record is not the one the decision names",
+                         where=str(path), fix=fix)
+    return head

@@ -1,0 +1,134 @@
+"""The one owner of what a process trusts (python-tuf's `TrustedMetadataSet` is the model).
+
+Every verified fact of a vLLM process flows through its `TrustedSet`, and the set is fed only
+by verification: in a first process it *establishes* trust (the verifier checks a
+distribution against its signed manifest and writes the verification record), in a child it
+*inherits* it (each record its first process wrote, bound by identity, permission-checked).
+It is the only producer of what delegation calls: a backend's platform function and general
+plugins are the entry points of its signed manifest, and their modules must be inside the
+verified distribution, so the import guard sees every byte they run. An entry_points.txt read
+outside verification is never called. Every distribution it holds stays guarded for the life
+of the process: the backend, and a third-party backend plugin's own distribution.
+
+When the policy waives signatures, the set holds an `UnsafeNoVerification` instead and holds
+no verified distribution; the waiver warns each time it is used.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Final
+
+from .._errors import TrustError
+from .._metadata import Distribution, install_root, normalize, refuse_editable
+from . import import_guard, verification_record
+from .verification_record import VerifiedBackend
+from .waiver import UnsafeNoVerification
+
+if TYPE_CHECKING:
+    from ..selection.policy import TrustSettings
+
+#: One verified distribution as the decision names it for children: [name, SHA-256 of its
+#: manifest file, then its verification record's identity].
+RecordRef = tuple[str | int, ...]
+
+
+class TrustedSet:
+    """What this process trusts, and the entry points it may call."""
+
+    __slots__ = ("_by_dist", "_trust", "waiver")
+
+    def __init__(self, trust: TrustSettings | None, waiver: UnsafeNoVerification | None
+                 ) -> None:
+        #: the policy's [trust] settings (a first process); None in a child
+        self._trust: Final = trust
+        #: set when the policy waives signatures; then nothing is verified
+        self.waiver: Final = waiver
+        #: normalised distribution name -> what was verified of it
+        self._by_dist: dict[str, VerifiedBackend] = {}
+
+    # -- a first process ---------------------------------------------------------------
+
+    def establish(self, backend: str, dist: Distribution) -> VerifiedBackend | None:
+        """Verify `dist` as (part of) `backend` and guard it; None under the waiver."""
+        if self.waiver is not None:
+            return None
+        known = self._by_dist.get(normalize(dist.name))
+        if known is not None:
+            return known
+        assert self._trust is not None, "a child inherits; it does not verify"
+        from .verifier import Verifier  # first processes only
+
+        verified = Verifier(self._trust).verify(backend, dist)
+        self._add(verified)
+        return verified
+
+    def records(self) -> tuple[RecordRef, ...]:
+        """What children need to inherit this set (see `RecordRef`)."""
+        return tuple((v.distribution, v.manifest_digest, *v.index_identity)
+                     for v in self._by_dist.values())
+
+    # -- a child -----------------------------------------------------------------------
+
+    def inherit(self, state_dir: str, strict: bool, records: Sequence[RecordRef],
+                where: str) -> None:
+        """Take over what the first process verified, from the records it wrote."""
+        for ref in records:
+            name, key, identity = str(ref[0]), str(ref[1]), tuple(int(x) for x in ref[2:])
+            head = verification_record.load_for_child(state_dir, key, identity, strict)
+            from .._metadata import find_distribution
+
+            dist = find_distribution(head.distribution)
+            if normalize(head.distribution) != normalize(name) or dist is None or str(
+                    dist.version) != head.version:
+                found = f"{dist.name} {dist.version}" if dist else "no such distribution"
+                raise TrustError(
+                    f"the first process verified {head.distribution} {head.version}, but this "
+                    f"process finds {found}",
+                    where=where, fix="install the same backend version on every node",
+                )
+            label = f"{dist.name} {dist.version}"
+            refuse_editable(dist, label)
+            here = install_root(dist)
+            if head.root != here:
+                raise TrustError(
+                    f"{label} is installed at {here}, but the first process verified it at "
+                    f"{head.root}",
+                    where=str(head.root),
+                    fix="start every process of one server in one environment",
+                )
+            self._add(VerifiedBackend(
+                distribution=head.distribution, version=head.version, serial=head.serial,
+                signers=(), manifest_path=None, manifest_digest=key, index_identity=identity,
+                root=head.root, files=head.index, top_levels=head.tops,
+                entry_points=head.entry_points, files_checked=False))
+
+    # -- both --------------------------------------------------------------------------
+
+    def _add(self, verified: VerifiedBackend) -> None:
+        import_guard.protect(verified)
+        self._by_dist[normalize(verified.distribution)] = verified
+
+    def verified(self, dist: Distribution) -> VerifiedBackend | None:
+        return self._by_dist.get(normalize(dist.name))
+
+    def entry_points(self, dist: Distribution) -> dict[str, dict[str, str]]:
+        """The vLLM entry points delegation may call for `dist`: the signed ones, each in a
+        module of the verified distribution (under the waiver: the installed ones)."""
+        if self.waiver is not None:
+            return self.waiver.entry_points(dist)
+        verified = self._by_dist.get(normalize(dist.name))
+        if verified is None:
+            raise TrustError(f"{dist.name} {dist.version} was not verified in this process",
+                             fix="report this: tt_meta must verify a backend before calling it")
+        for group, eps in verified.entry_points.items():
+            for name, value in eps.items():
+                top = value.partition(":")[0].strip().partition(".")[0]
+                if top not in verified.top_levels:
+                    raise TrustError(
+                        f"the signed entry point {name} = {value} in '{group}' of "
+                        f"{verified.distribution} names a module outside the signed files",
+                        where=str(verified.manifest_path or verified.root),
+                        fix="sign a backend whose entry points are its own modules",
+                    )
+        return verified.entry_points
