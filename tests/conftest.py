@@ -119,7 +119,7 @@ SiteMaker = Callable[..., Path]
 
 # Which backend each test distribution is signed as.
 SIGN_AS = {"tt-vllm-plugin": "metal", "vllm-tt-plugin": "metal", "vllm-tt": "forge",
-           "quasar-vllm": "quasar"}
+           "quasar-vllm": "quasar", "quasar-plugin": "quasar"}
 
 
 @pytest.fixture(scope="session")
@@ -209,6 +209,7 @@ PROCESS_SCRIPT = textwrap.dedent(
         out["inherited"] = vllm_entry.current().inherited
     except SystemExit as exc:
         out["exit"] = exc.code
+        out["code"] = getattr(getattr(exc, "error", None), "code", None)
     out["decision"] = os.environ.get("TT_META_DECISION")
     out["ray"] = os.environ.get("VLLM_RAY_EXTRA_ENV_VARS_TO_COPY")
     print("RESULT " + json.dumps(out))
@@ -328,13 +329,15 @@ class StateWatch:
 
 
 def assert_refused(result: ProcessResult, *needles: str, where: object = None,
-                   state: StateWatch | None = None) -> None:
-    """A clean refusal: exit 1 through tt_meta's own SystemExit, each needle in the ERROR
-    message, `where` (the file or variable refused) on its `where:` line, no traceback, no
-    backend code run, no decision left for children, and (given `state`) nothing trusted
-    written."""
+                   code: str | None = None, state: StateWatch | None = None) -> None:
+    """A clean refusal: exit 1 through tt_meta's own SystemExit, with the error `code` (see
+    tt_meta_plugin._errors), each needle in the ERROR message, `where` (the file or variable
+    refused) on its `where:` line, no traceback, no backend code run, no decision left for
+    children, and (given `state`) nothing trusted written."""
     tail = result.stderr[-3000:]
     assert result.refused, (result.returncode, result.result, tail)
+    if code is not None:
+        assert result.result.get("code") == code, (result.result.get("code"), code, tail)
     for needle in needles:
         assert needle in result.stderr, (needle, tail)
     if where is not None:
@@ -464,10 +467,10 @@ def scene(tmp_path: Path, make_site: SiteMaker, run_process: ProcessRunner,
     return Scene(tmp_path, site, signing_key[0], signing_key[1], run_process, policy_file)
 
 
-def refused(scene: Scene, result: ProcessResult, *needles: str, where: object = None
-            ) -> None:
+def refused(scene: Scene, result: ProcessResult, *needles: str, where: object = None,
+            code: str | None = None) -> None:
     """A clean refusal of `scene.run()` that wrote nothing another process trusts."""
-    assert_refused(result, *needles, where=where, state=scene.watch)
+    assert_refused(result, *needles, where=where, code=code, state=scene.watch)
 
 
 

@@ -103,7 +103,8 @@ def test_child_record_changed_after_parent_wrote_it(scene: Scene) -> None:
     record = scene.state / "verified" / f"{digest}.idx"
     record.write_bytes(record.read_bytes() + b"x")
     refused(scene, scene.child(parent.decision),
-            "the parent's verification record changed after the parent wrote it")
+            "the parent's verification record changed after the parent wrote it",
+            code="inheritance")
 
 
 def _modules(result: ProcessResult) -> list[str]:
@@ -127,19 +128,20 @@ def test_warm_and_child_processes_skip_the_costly_work_but_no_check(scene: Scene
     assert _modules(child) == [], _modules(child)
     # The rollback mark of the runs above stays; a refusal adds nothing to it.
     revoked = scene.run(scene.policy_with(f'revoked_keys = ["{scene.keyid}"]\n'))
-    refused(scene, revoked, "the key is revoked", where=scene.manifest)
+    refused(scene, revoked, "the key is revoked", where=scene.manifest, code="signature")
     nested = scene.site / "tt_vllm_plugin" / "sub"
     nested.mkdir()
     (nested / "added.py").write_text("x = 1\n")
     refused(scene, scene.run(), "a file that is not in the manifest was added",
-            where=nested / "added.py")
+            where=nested / "added.py", code="tampered")
     shutil.rmtree(nested)
     assert_delegated(scene.run(), METAL)
     target = platform_py(scene)
     moved = target.with_name("platform_real.py")
     target.rename(moved)
     target.symlink_to(moved)
-    refused(scene, scene.run(), "a symlink was added among the signed files", where=target)
+    refused(scene, scene.run(), "a symlink was added among the signed files", where=target,
+            code="tampered")
 
 
 def test_child_policy_changed_after_the_parent_parsed_it(scene: Scene) -> None:
@@ -147,4 +149,4 @@ def test_child_policy_changed_after_the_parent_parsed_it(scene: Scene) -> None:
     assert_delegated(parent, METAL)
     scene.policy.write_text(scene.policy.read_text() + "\n# edited\n")
     refused(scene, scene.child(parent.decision), "but the decision was made under",
-            "as it was then", "do not change the policy file while a server starts")
+            "as it was then", "do not change the policy file while a server starts", code="handoff")

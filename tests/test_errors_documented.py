@@ -780,7 +780,10 @@ def doc_lines(text: str) -> list[DocLine]:
             paragraph = []
         if stripped.startswith("#"):
             title = stripped.lstrip("#").lower()
-            kind = "warning" if "warning" in title else "doctor" if "doctor" in title else "error"
+            kind = ("codes" if title.strip() == "codes" else "warning" if "warning" in title
+                    else "doctor" if "doctor" in title else "error")
+            continue
+        if kind == "codes":  # the table of error codes, checked by test_every_code_is_documented
             continue
         if not stripped.startswith("|"):
             if stripped:
@@ -991,3 +994,16 @@ def test_every_documented_message_exists() -> None:
         f"{len(stale)} row(s) of docs/errors.md match no message the package builds (wording "
         "drifted, or a message moved between errors, warnings and doctor findings):\n"
         + "\n".join(stale))
+
+
+def test_every_code_is_documented() -> None:
+    """Each error class's code is in the table of codes, with that class, and no other."""
+    from tt_meta_plugin import _errors
+
+    text = DOC.read_text(encoding="utf-8")
+    section = text.split("## Codes", 1)[1].split("\n## ", 1)[0]
+    rows = {m.group(1): m.group(2) for m in re.finditer(r"^\| `([a-z-]+)` \| (\w+) \|", section,
+                                                         re.M)}
+    expected = {code: cls.__name__ for code, cls in _errors.ALL.items() if code != "error"}
+    assert rows == expected
+    assert len(set(expected)) == len(_errors.ALL) - 1, "two classes share a code"

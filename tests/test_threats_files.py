@@ -41,7 +41,8 @@ from conftest import (
 def test_16_modified_file(scene: Scene) -> None:
     with platform_py(scene).open("a") as handle:
         handle.write("\nimport os  # injected\n")
-    refused(scene, scene.run(), "a signed file changed size", where=platform_py(scene))
+    refused(scene, scene.run(), "a signed file changed size", where=platform_py(scene),
+            code="tampered")
 
 
 def test_16_modification_that_keeps_the_size(scene: Scene) -> None:
@@ -50,12 +51,13 @@ def test_16_modification_that_keeps_the_size(scene: Scene) -> None:
     path.write_text(text.replace("unconditionally", "UNCONDITIONALLY"))
     assert len(path.read_bytes()) == len(text.encode())
     refused(scene, scene.run(), "a signed file was modified (its SHA-256 differs)",
-            where=path)
+            where=path, code="tampered")
 
 
 def test_16_missing_file(scene: Scene) -> None:
     platform_py(scene).unlink()
-    refused(scene, scene.run(), "a signed file is missing", where=platform_py(scene))
+    refused(scene, scene.run(), "a signed file is missing", where=platform_py(scene),
+            code="tampered")
 
 
 @pytest.mark.parametrize(
@@ -72,7 +74,7 @@ def test_17_extra_file(scene: Scene, relative: str, needle: str) -> None:
     path.write_text("import os\n")
     # The refusal names what was added: the file, or the second installation record.
     named = path.parent if path.parent.name.endswith(".dist-info") else path
-    refused(scene, scene.run(), needle, where=named)
+    refused(scene, scene.run(), needle, where=named, code="tampered")
 
 
 def test_17_namespace_portion_elsewhere_on_sys_path(scene: Scene, tmp_path: Path) -> None:
@@ -81,7 +83,7 @@ def test_17_namespace_portion_elsewhere_on_sys_path(scene: Scene, tmp_path: Path
     (other / "tt_vllm_plugin" / "extra.py").write_text("import os\n")
     result = scene.run_process(scene.site, MODEL, TT_META_POLICY=str(scene.policy),
                                PYTHONPATH=f"{scene.site}{os.pathsep}{other}")
-    refused(scene, result, "another copy or namespace portion of 'tt_vllm_plugin'")
+    refused(scene, result, "another copy or namespace portion of 'tt_vllm_plugin'", code="tampered")
 
 
 def test_18_tampered_signed_bytecode_is_refused(scene: Scene) -> None:
@@ -89,7 +91,7 @@ def test_18_tampered_signed_bytecode_is_refused(scene: Scene) -> None:
     cached = Path(importlib.util.cache_from_source(str(source)))
     assert cached.exists(), "pip compiled it at install, and the manifest lists it"
     tamper_bytecode(source, EVIL)
-    refused(scene, scene.run(), "a signed file", where=cached)
+    refused(scene, scene.run(), "a signed file", where=cached, code="tampered")
 
 
 def test_18_tampered_bytecode_with_matching_header_does_not_run(scene: Scene) -> None:
@@ -120,7 +122,7 @@ def test_19_symlink_swapped_in(scene: Scene, tmp_path: Path) -> None:
     shutil.copy(path, copy)
     path.unlink()
     path.symlink_to(copy)
-    refused(scene, scene.run(), "symlink", where=path)
+    refused(scene, scene.run(), "symlink", where=path, code="tampered")
 
 
 @pytest.mark.parametrize(
@@ -135,7 +137,7 @@ def test_19_manifest_paths_that_escape_the_root(scene: Scene, bad_path: str, nee
         payload["files"].append({"path": bad_path, "size": 1, "sha256": "0" * 64})
 
     scene.resign_payload(add)
-    refused(scene, scene.run(), needle, where=scene.manifest)
+    refused(scene, scene.run(), needle, where=scene.manifest, code="format")
 
 
 def test_20_record_edited_to_match_tampered_files(scene: Scene) -> None:
@@ -155,13 +157,13 @@ def test_20_record_edited_to_match_tampered_files(scene: Scene) -> None:
     # RECORD now vouches for the tampered file; tt_meta never reads it, so the tampered file
     # is refused by its own signed hash (RECORD, a signed file too, is named first).
     refused(scene, scene.run(), "a signed file was modified (its SHA-256 differs); also "
-            "modified: tt_vllm_plugin/platform.py", where=record)
+            "modified: tt_vllm_plugin/platform.py", where=record, code="tampered")
 
 
 def test_21_editable_install(scene: Scene) -> None:
     (scene.site / METAL_INFO / "direct_url.json").write_text(
         json.dumps({"url": "file:///src/tt-vllm-plugin", "dir_info": {"editable": True}}))
-    refused(scene, scene.run(), "is an editable install")
+    refused(scene, scene.run(), "is an editable install", code="editable")
 
 
 SWAP_SCRIPT = textwrap.dedent(

@@ -33,14 +33,14 @@ def test_23_backend_not_on_the_allowlist(scene: Scene) -> None:
     policy = scene.policy_with(body=TWO_BACKENDS_POLICY.replace('["metal", "forge"]',
                                                                 '["forge"]'))
     refused(scene, scene.run(policy), "backend 'metal', chosen by rule 2", "not in "
-            "allowed_backends ['forge']", where=policy)
+            "allowed_backends ['forge']", where=policy, code="selection")
 
 
 def test_23_deny_rule_beats_allow_rule(scene: Scene) -> None:
     policy = scene.policy_with(body=TWO_BACKENDS_POLICY.replace(
         "[[rule]]", '[[rule]]\nmodel = "metal-org/llama"\ndeny = true\n\n[[rule]]', 1))
     refused(scene, scene.run(policy, TT_META_BACKEND="metal"),
-            "model 'metal-org/llama' is denied by rule 1", where=policy)
+            "model 'metal-org/llama' is denied by rule 1", where=policy, code="selection")
 
 
 @pytest.mark.parametrize("what", ["policy", "key", "manifest", "state"])
@@ -53,7 +53,7 @@ def test_24_writable_by_group_or_others(scene: Scene, what: str) -> None:
     try:
         # The refusal names the file, so a refusal of some other file cannot pass for it.
         refused(scene, scene.run(), "is writable by group or others", f"chmod go-w {target}",
-                where=target)
+                where=target, code="permissions")
     finally:
         os.chmod(target, mode)
 
@@ -61,7 +61,7 @@ def test_24_writable_by_group_or_others(scene: Scene, what: str) -> None:
 @pytest.mark.skipif(os.geteuid() != 0, reason="chown to another user needs root")
 def test_24_owned_by_another_user(scene: Scene) -> None:
     os.chown(scene.policy, 12345, -1)
-    refused(scene, scene.run(), "is owned by uid 12345", where=scene.policy)
+    refused(scene, scene.run(), "is owned by uid 12345", where=scene.policy, code="permissions")
 
 
 def test_24_relaxed_for_development_with_a_warning(scene: Scene) -> None:
@@ -84,7 +84,7 @@ def test_25_a_failed_process_leaves_nothing_for_another(scene: Scene) -> None:
     good = path.read_bytes()
     path.write_bytes(good + b"\n# tampered\n")
     failed = scene.run()
-    refused(scene, failed, "changed size", where=path)
+    refused(scene, failed, "changed size", where=path, code="tampered")
     # A worker started from the failed process's environment has nothing to inherit: it
     # finds no model on its own command line and refuses too, without backend code.
     path.write_bytes(good)

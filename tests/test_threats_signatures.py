@@ -51,20 +51,20 @@ def test_01_unsigned_manifest(scene: Scene) -> None:
     data["signatures"] = []
     scene.write_envelope(data)
     refused(scene, scene.run(), "0 valid signature(s)", "it carries no signature",
-            where=scene.manifest)
+            where=scene.manifest, code="signature")
 
 
 def test_01_signature_by_untrusted_key(scene: Scene, tmp_path: Path) -> None:
     generate(tmp_path / "stranger")
     scene.resign(base64.b64decode(scene.envelope()["payload"]), key=tmp_path / "stranger.key")
     refused(scene, scene.run(), "not a trusted key",
-            where=scene.manifest)
+            where=scene.manifest, code="signature")
 
 
 def test_02_trusted_key_not_bound_to_this_backend(scene: Scene) -> None:
     policy = scene.policy_with(signers=f'forge = ["{scene.keyid}"]')
     refused(scene, scene.run(policy), "the key is trusted but not bound to backend 'metal'",
-            where=scene.manifest)
+            where=scene.manifest, code="signature")
 
 
 def test_03_keyid_claims_a_trusted_key_but_another_signed(scene: Scene, tmp_path: Path) -> None:
@@ -74,7 +74,7 @@ def test_03_keyid_claims_a_trusted_key_but_another_signed(scene: Scene, tmp_path
     scene.manifest.write_bytes(
         Envelope(MANIFEST_TYPE, payload, (Signature(scene.keyid, forged),)).to_bytes())
     refused(scene, scene.run(), "does not verify with that key",
-            where=scene.manifest)
+            where=scene.manifest, code="signature")
 
 
 def test_04_bit_flip_in_payload(scene: Scene) -> None:
@@ -85,7 +85,7 @@ def test_04_bit_flip_in_payload(scene: Scene) -> None:
     data["payload"] = base64.b64encode(bytes(payload)).decode()
     scene.write_envelope(data)
     refused(scene, scene.run(), "does not verify with that key",
-            where=scene.manifest)
+            where=scene.manifest, code="signature")
 
 
 @pytest.mark.parametrize("kind", ["flip", "truncate", "all-ff", "empty"])
@@ -103,7 +103,7 @@ def test_04_damaged_signature(scene: Scene, kind: str) -> None:
     data["signatures"][0]["sig"] = base64.b64encode(bytes(sig)).decode()
     scene.write_envelope(data)
     refused(scene, scene.run(), "does not verify with that key",
-            where=scene.manifest)
+            where=scene.manifest, code="signature")
 
 
 def test_04_malformed_signature_encoding(scene: Scene) -> None:
@@ -111,7 +111,7 @@ def test_04_malformed_signature_encoding(scene: Scene) -> None:
     data["signatures"][0]["sig"] = "not base64!"
     scene.write_envelope(data)
     refused(scene, scene.run(), "invalid base64",
-            where=scene.manifest)
+            where=scene.manifest, code="format")
 
 
 def test_05_public_key_of_another_scheme(scene: Scene, tmp_path: Path) -> None:
@@ -123,7 +123,7 @@ def test_05_public_key_of_another_scheme(scene: Scene, tmp_path: Path) -> None:
     (keys / "ecdsa.pub").write_bytes(pem)
     policy = scene.policy_with(keys=keys)
     refused(scene, scene.run(policy), "not an Ed25519 key (the only scheme accepted)",
-                   str(keys / "ecdsa.pub"))
+                   str(keys / "ecdsa.pub"), code="key")
 
 
 def test_05_malformed_public_key_file(scene: Scene, tmp_path: Path) -> None:
@@ -132,12 +132,12 @@ def test_05_malformed_public_key_file(scene: Scene, tmp_path: Path) -> None:
     shutil.copy(scene.keys / "release.pub", keys)
     (keys / "broken.pub").write_text("-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----\n")
     policy = scene.policy_with(keys=keys)
-    refused(scene, scene.run(policy), "not a PEM public key")
+    refused(scene, scene.run(policy), "not a PEM public key", code="key")
 
 
 def test_06_fewer_signatures_than_threshold(scene: Scene) -> None:
     refused(scene, scene.run(scene.policy_with("threshold = 2\n")),
-                   "1 valid signature(s)", "2 needed")
+                   "1 valid signature(s)", "2 needed", code="signature")
 
 
 def test_06_same_key_counted_twice(scene: Scene) -> None:
@@ -145,9 +145,9 @@ def test_06_same_key_counted_twice(scene: Scene) -> None:
     data["signatures"] = data["signatures"] * 2
     scene.write_envelope(data)
     refused(scene, scene.run(scene.policy_with("threshold = 2\n")),
-                   "the same key counted once only")
+                   "the same key counted once only", code="signature")
 
 
 def test_07_revoked_key(scene: Scene) -> None:
     refused(scene, scene.run(scene.policy_with(f'revoked_keys = ["{scene.keyid}"]\n')),
-                   "the key is revoked")
+                   "the key is revoked", code="signature")

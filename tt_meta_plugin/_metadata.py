@@ -39,7 +39,7 @@ __all__ = [
     "normalize",
 ]
 
-from ._errors import TrustError
+from ._errors import EditableInstallError
 
 PLATFORM_GROUP = "vllm.platform_plugins"
 GENERAL_GROUP = "vllm.general_plugins"
@@ -75,7 +75,7 @@ def refuse_editable(dist: Distribution, label: str) -> None:
     except (ValueError, AttributeError):
         editable = True  # unreadable install metadata is no better than an editable install
     if editable:
-        raise TrustError(
+        raise EditableInstallError(
             f"{label} is an editable install: its code lives outside the installed files",
             where="direct_url.json in its .dist-info",
             fix="install the backend from its wheel (pip install, without -e)",

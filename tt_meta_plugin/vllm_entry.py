@@ -67,7 +67,7 @@ def current() -> Activation:
             _activation = first_process.activate(os.environ, sys.argv)
     except TTMetaError as error:
         _failure = error
-        audit.record(_audit_log(), verdict="refused", error=type(error).__name__,
+        audit.record(_audit_log(), verdict="refused", code=error.code,
                       reason=error.summary, ms=round((time.perf_counter() - started) * 1e3, 2))
         _fail(error)
     act = _activation
@@ -119,8 +119,8 @@ def general_plugin() -> None:
         )
     except TTMetaError as error:
         # The audit said "delegated" or "inherited" already; it must also say this ended it.
-        audit.record(activation.settings.audit_log, verdict="refused",
-                      error=type(error).__name__, reason=error.summary,
+        audit.record(activation.settings.audit_log, verdict="refused", code=error.code,
+                     reason=error.summary,
                       ms=round((time.perf_counter() - started) * 1e3, 2))
         _fail(error)
     log(logging.DEBUG, "tt_meta: ran general plugins %s", ", ".join(ran) or "(none)")

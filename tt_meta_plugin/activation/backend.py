@@ -11,7 +11,7 @@ import logging
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING
 
-from .._errors import ConfigError, DelegationError, TrustError
+from .._errors import ConfigError, DelegationError, TamperedError, TrustError
 from .._log import log
 from .._metadata import (
     GENERAL_GROUP,
@@ -176,7 +176,7 @@ def warn_unverified(policy_source: str, dist: Distribution) -> None:
 
 
 def tampered(exc: TamperedImport) -> TrustError:
-    return TrustError(
+    return TamperedError(
         f"refused to import backend code: {exc}",
         fix="reinstall the backend from the wheel that was signed; files must not change "
         "while vLLM runs",

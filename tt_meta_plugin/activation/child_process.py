@@ -18,7 +18,7 @@ import os
 import time
 from collections.abc import MutableMapping, Sequence
 
-from .._errors import HandoffError, TrustError
+from .._errors import HandoffError, InheritanceError
 from .._metadata import find_distribution
 from ..selection.inputs import policy_digest, read_inputs, read_policy
 from ..trust import permissions, settings_seal
@@ -58,7 +58,7 @@ def activate(environ: MutableMapping[str, str], argv: Sequence[str],
     if settings.require_signatures:
         trusted = TrustedSet(None, None)
         if not recorded.trusted:
-            raise TrustError(
+            raise InheritanceError(
                 "the recorded decision carries no verified manifest, but the policy requires "
                 "signatures",
                 where=WHERE,

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, NamedTuple
 from .._errors import DelegationError
 from .._log import log
 from .._metadata import Distribution
-from ..selection.catalog import Backend, Catalog
+from ..selection.catalog import BUILTIN_BACKENDS, Backend, Catalog
 from ..selection.inputs import Inputs, read_inputs
 from ..selection.policy import Policy, load_policy
 from ..trust import permissions, settings_seal
@@ -38,6 +38,9 @@ from .backend import (
 
 if TYPE_CHECKING:
     from ..selection.decide import Decision
+
+
+BUILTIN_NAMES = frozenset(b.name for b in BUILTIN_BACKENDS)
 
 
 class Plan(NamedTuple):
@@ -113,6 +116,8 @@ def activate(environ: MutableMapping[str, str], argv: Sequence[str]) -> Activati
     catalog = catalog_for(trusted)
     check_vllm_plugins(environ, catalog)
     chosen = plan(environ, argv, catalog, policy)
+    if chosen.backend.name not in BUILTIN_NAMES:
+        check_vllm_plugins(environ, catalog)  # again: the catalog now knows its distributions
     if chosen.vllm_warning:
         log(logging.WARNING, "tt_meta: %s (the policy allows it: vllm_version_mismatch = warn)",
             chosen.vllm_warning)

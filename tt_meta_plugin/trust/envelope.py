@@ -14,7 +14,7 @@ import json
 import sys
 from typing import Any, NamedTuple
 
-from .._errors import TrustError
+from .._errors import FormatError
 
 MANIFEST_TYPE = "application/vnd.tt-meta.manifest+json;version=1"
 MAX_ENVELOPE_BYTES = 64 << 20  # a manifest of 50k files is ~8 MB; anything far beyond is hostile
@@ -60,35 +60,35 @@ def strict_json(raw: bytes, what: str, where: str) -> Any:
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError:
-        raise TrustError(f"{what} is not UTF-8", where=where, fix=fix) from None
+        raise FormatError(f"{what} is not UTF-8", where=where, fix=fix) from None
 
     def no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
         seen: dict[str, Any] = {}
         for key, value in pairs:
             if key in seen:
-                raise TrustError(f"{what} has the key '{key}' twice", where=where, fix=fix)
+                raise FormatError(f"{what} has the key '{key}' twice", where=where, fix=fix)
             seen[key] = value
         return seen
 
     def no_float(text: str) -> Any:
-        raise TrustError(f"{what} contains a non-integer number {text}", where=where, fix=fix)
+        raise FormatError(f"{what} contains a non-integer number {text}", where=where, fix=fix)
 
     try:
         return json.loads(text, object_pairs_hook=no_duplicates, parse_float=no_float,
                           parse_constant=no_float)
     except RecursionError:
-        raise TrustError(f"{what} is nested too deeply", where=where, fix=fix) from None
+        raise FormatError(f"{what} is nested too deeply", where=where, fix=fix) from None
     except ValueError as exc:  # JSONDecodeError, or an integer past int()'s digit limit
-        raise TrustError(f"{what} is not valid JSON: {exc}", where=where, fix=fix) from None
+        raise FormatError(f"{what} is not valid JSON: {exc}", where=where, fix=fix) from None
 
 
 def parse_envelope(raw: bytes, where: str) -> Envelope:
     fix = "use a file written by `tt-meta sign`"
     if len(raw) > MAX_ENVELOPE_BYTES:
-        raise TrustError("the signed manifest is larger than 64 MiB", where=where, fix=fix)
+        raise FormatError("the signed manifest is larger than 64 MiB", where=where, fix=fix)
     data = strict_json(raw, "the signed manifest", where)
     if not isinstance(data, dict) or set(data) != {"payloadType", "payload", "signatures"}:
-        raise TrustError(
+        raise FormatError(
             "the signed manifest is not an envelope with exactly payloadType, payload and "
             "signatures",
             where=where,
@@ -96,16 +96,16 @@ def parse_envelope(raw: bytes, where: str) -> Envelope:
         )
     kind, payload, signatures = data["payloadType"], data["payload"], data["signatures"]
     if not isinstance(kind, str) or not isinstance(payload, str):
-        raise TrustError("payloadType and payload must be strings", where=where, fix=fix)
+        raise FormatError("payloadType and payload must be strings", where=where, fix=fix)
     if not isinstance(signatures, list) or len(signatures) > _MAX_SIGNATURES:
-        raise TrustError(
+        raise FormatError(
             f"signatures must be a list of at most {_MAX_SIGNATURES}", where=where, fix=fix
         )
     parsed = []
     for item in signatures:
         if (not isinstance(item, dict) or set(item) != {"keyid", "sig"}
                 or not isinstance(item["keyid"], str) or not isinstance(item["sig"], str)):
-            raise TrustError("each signature must be {keyid, sig}", where=where, fix=fix)
+            raise FormatError("each signature must be {keyid, sig}", where=where, fix=fix)
         parsed.append(Signature(item["keyid"], _b64(item["sig"], where)))
     return Envelope(kind, _b64(payload, where), tuple(parsed))
 
@@ -118,7 +118,7 @@ def _b64(text: str, where: str) -> bytes:
             return binascii.a2b_base64(data, strict_mode=True)
         return base64.b64decode(data, validate=True)  # pragma: no cover - Python 3.10
     except (binascii.Error, UnicodeEncodeError):
-        raise TrustError(
+        raise FormatError(
             "the signed manifest holds invalid base64", where=where,
             fix="use a file written by `tt-meta sign`",
         ) from None

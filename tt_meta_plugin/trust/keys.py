@@ -13,7 +13,7 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .._errors import ConfigError, TrustError
+from .._errors import ConfigError, KeyFileError
 
 # cryptography is imported only where a key is generated, a signature made or checked for the
 # first time: reading public keys and their ids needs none of it, so a process that finds the
@@ -120,10 +120,10 @@ def load_public(path: Path) -> PublicKey:
     data = _read_small(path, "public key")
     der = _pem_body(data, "PUBLIC KEY")
     if der is None or not _is_der_sequence(der):
-        raise TrustError("the public key file is not a PEM public key", where=str(path),
+        raise KeyFileError("the public key file is not a PEM public key", where=str(path),
                          fix="use a PREFIX.pub file written by `tt-meta keygen`")
     if len(der) != len(_ED25519_SPKI_PREFIX) + 32 or not der.startswith(_ED25519_SPKI_PREFIX):
-        raise TrustError("the public key is not an Ed25519 key (the only scheme accepted)",
+        raise KeyFileError("the public key is not an Ed25519 key (the only scheme accepted)",
                          where=str(path), fix="use a PREFIX.pub file written by `tt-meta keygen`")
     raw = der[len(_ED25519_SPKI_PREFIX):]
     return PublicKey(hashlib.sha256(raw).hexdigest(), raw, path)

@@ -10,7 +10,7 @@ import importlib.util
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .._errors import TrustError
+from .._errors import KeyFileError
 from . import permissions
 
 if TYPE_CHECKING:
@@ -33,7 +33,7 @@ def load_keys(key_dirs: tuple[str, ...], strict: bool) -> dict[str, PublicKey]:
     shipped = package_keys_dir()
     for folder in ([shipped] if shipped else []) + [Path(d) for d in key_dirs]:
         if not folder.is_dir():
-            raise TrustError("a key directory named by the policy does not exist",
+            raise KeyFileError("a key directory named by the policy does not exist",
                              where=str(folder), fix="create it, or correct trust.key_dirs")
         for path in sorted(folder.glob("*" + PUBLIC_SUFFIX)):
             permissions.check(path, "public key", strict)

@@ -13,7 +13,7 @@ import unicodedata
 from collections.abc import Iterable
 from typing import Any, NamedTuple
 
-from .._errors import TrustError
+from .._errors import FormatError
 from .._metadata import Distribution, normalize
 from .envelope import strict_json
 
@@ -97,12 +97,12 @@ def check_relative_path(path: str) -> str | None:
 
 
 def parse_manifest(payload: bytes, where: str) -> Manifest:
-    """Parse verified payload bytes; anything unexpected is a TrustError."""
+    """Parse verified payload bytes; anything unexpected is a FormatError."""
     fix = "sign the backend again with `tt-meta sign`"
     data = strict_json(payload, "the manifest", where)
 
-    def bad(why: str) -> TrustError:
-        return TrustError(f"the manifest {why}", where=where, fix=fix)
+    def bad(why: str) -> FormatError:
+        return FormatError(f"the manifest {why}", where=where, fix=fix)
 
     if not isinstance(data, dict) or set(data) != _TOP:
         raise bad(f"must have exactly the keys {sorted(_TOP)}")

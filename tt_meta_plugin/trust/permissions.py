@@ -14,7 +14,7 @@ import os
 import stat
 from pathlib import Path
 
-from .._errors import TrustError
+from .._errors import PermissionsError
 from .._log import log
 
 
@@ -42,7 +42,7 @@ def check(path: Path, what: str, strict: bool) -> None:
         log(logging.WARNING, "tt_meta: trusting the %s %s although %s "
             "(strict_permissions = false in the policy)", what, path, why)
         return
-    raise TrustError(
+    raise PermissionsError(
         f"refusing the {what}: {why}",
         where=str(path),
         fix=f"chmod go-w {path} (and its directory) and chown it to root or to the user "

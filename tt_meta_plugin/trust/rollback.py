@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from .._errors import TrustError
+from .._errors import RollbackError, StateError
 from . import permissions
 
 MARKS_FILE = "serials.json"
@@ -34,7 +34,7 @@ class StateDir:
         try:
             self.path.mkdir(mode=0o700, parents=True, exist_ok=True)
         except OSError as exc:
-            raise TrustError(
+            raise StateError(
                 f"cannot create the state directory: {exc.strerror}", where=str(self.path),
                 fix="create it (mode 0700, owned by the user running vLLM) or set "
                 "state_dir in the policy's [trust] table",
@@ -57,7 +57,7 @@ class StateDir:
         except FileNotFoundError:
             return {}
         except OSError as exc:
-            raise TrustError(f"cannot read the state file: {exc.strerror}",
+            raise StateError(f"cannot read the state file: {exc.strerror}",
                              where=str(self.path / MARKS_FILE),
                              fix="check its permissions") from None
         try:
@@ -65,7 +65,7 @@ class StateDir:
         except (json.JSONDecodeError, UnicodeDecodeError):
             data = None
         if not isinstance(data, dict):
-            raise TrustError(
+            raise StateError(
                 "the state file is corrupt", where=str(self.path / MARKS_FILE),
                 fix="restore it from backup; deleting it gives up rollback protection until "
                 "the next manifest is seen",
@@ -113,14 +113,14 @@ def _judge(mark: tuple[int, str] | None, label: str, serial: int, digest: str, w
         return
     seen, seen_digest = mark
     if serial < seen:
-        raise TrustError(
+        raise RollbackError(
             f"rollback: the manifest for {label} has serial {serial}, but serial {seen} was "
             "already seen on this machine",
             where=where,
             fix="install the backend version of the newest manifest, with that manifest",
         )
     if serial == seen and digest != seen_digest:
-        raise TrustError(
+        raise RollbackError(
             f"the manifest for {label} reuses serial {serial} with other content than the one "
             "seen before",
             where=where,

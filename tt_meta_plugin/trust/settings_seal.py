@@ -18,7 +18,7 @@ import os
 import tempfile
 from pathlib import Path
 
-from .._errors import TrustError
+from .._errors import InheritanceError, StateError
 from . import permissions
 
 SUBDIR = "policies"
@@ -73,7 +73,7 @@ def seal(settings: ChildSettings) -> None:
         os.chmod(tmp, 0o600)
         os.replace(tmp, path)
     except OSError as exc:
-        raise TrustError(
+        raise StateError(
             f"cannot write the policy settings for child processes: {exc.strerror}",
             where=str(path),
             fix="let the user running vLLM write the state directory (trust.state_dir)",
@@ -95,15 +95,17 @@ def unseal(state_dir: str, policy_digest: str, where: str) -> ChildSettings:
         data = json.loads(raw)
         settings = ChildSettings(**{k: data[k] for k in ChildSettings.FIELDS})
     except OSError as exc:
-        raise TrustError(f"cannot read the policy settings sealed by the first process: "
+        raise InheritanceError(f"cannot read the policy settings sealed by the first process: "
                          f"{exc.strerror}", where=str(path), fix=fix) from None
     except (ValueError, KeyError, TypeError):
-        raise TrustError("the policy settings sealed by the first process are unreadable",
-                         where=str(path), fix=fix) from None
+        raise InheritanceError(
+            "the policy settings sealed by the first process are unreadable",
+            where=str(path), fix=fix) from None
     if (settings.policy_digest != policy_digest
             or os.path.abspath(settings.state_dir) != os.path.abspath(state_dir)):
-        raise TrustError(f"the sealed policy settings are not those of the decision ({where})",
-                         where=str(path), fix=fix)
+        raise InheritanceError(
+            f"the sealed policy settings are not those of the decision ({where})",
+            where=str(path), fix=fix)
     # Who may write it decides what a child trusts: always checked strictly (tt_meta makes
     # the file 0600 in a 0700 directory), since the relaxation itself is one of its settings.
     permissions.check(path, "sealed policy settings", strict=True)

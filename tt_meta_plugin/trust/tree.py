@@ -14,7 +14,7 @@ import sys
 from collections.abc import Mapping
 from pathlib import Path
 
-from .._errors import TrustError
+from .._errors import TamperedError
 from .._metadata import Distribution, dist_info_dir, normalize
 from . import verification_record
 from .hashing import NOFOLLOW, sha256_files
@@ -26,8 +26,8 @@ class Tampered:
     def __init__(self, label: str, root: Path) -> None:
         self.label, self.root = label, root
 
-    def __call__(self, summary: str, path: str) -> TrustError:
-        return TrustError(f"{self.label}: {summary}", where=str(self.root / path),
+    def __call__(self, summary: str, path: str) -> TamperedError:
+        return TamperedError(f"{self.label}: {summary}", where=str(self.root / path),
                           fix="reinstall the backend from the wheel that was signed, or sign "
                           "the installed files again if this change is intended")
 

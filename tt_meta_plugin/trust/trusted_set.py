@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Final
 
-from .._errors import TrustError
+from .._errors import InheritanceError, MismatchError
 from .._metadata import Distribution, install_root, normalize, refuse_editable
 from . import import_guard, verification_record
 from .verification_record import VerifiedBackend
@@ -82,7 +82,7 @@ class TrustedSet:
             if normalize(head.distribution) != normalize(name) or dist is None or str(
                     dist.version) != head.version:
                 found = f"{dist.name} {dist.version}" if dist else "no such distribution"
-                raise TrustError(
+                raise InheritanceError(
                     f"the first process verified {head.distribution} {head.version}, but this "
                     f"process finds {found}",
                     where=where, fix="install the same backend version on every node",
@@ -91,7 +91,7 @@ class TrustedSet:
             refuse_editable(dist, label)
             here = install_root(dist)
             if head.root != here:
-                raise TrustError(
+                raise InheritanceError(
                     f"{label} is installed at {here}, but the first process verified it at "
                     f"{head.root}",
                     where=str(head.root),
@@ -119,13 +119,13 @@ class TrustedSet:
             return self.waiver.entry_points(dist)
         verified = self._by_dist.get(normalize(dist.name))
         if verified is None:
-            raise TrustError(f"{dist.name} {dist.version} was not verified in this process",
+            raise InheritanceError(f"{dist.name} {dist.version} was not verified in this process",
                              fix="report this: tt_meta must verify a backend before calling it")
         for group, eps in verified.entry_points.items():
             for name, value in eps.items():
                 top = value.partition(":")[0].strip().partition(".")[0]
                 if top not in verified.top_levels:
-                    raise TrustError(
+                    raise MismatchError(
                         f"the signed entry point {name} = {value} in '{group}' of "
                         f"{verified.distribution} names a module outside the signed files",
                         where=str(verified.manifest_path or verified.root),

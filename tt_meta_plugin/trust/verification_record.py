@@ -35,7 +35,7 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Final
 
-from .._errors import TrustError
+from .._errors import InheritanceError
 from . import permissions
 from .manifest import ManifestFacts
 
@@ -304,11 +304,11 @@ def load_for_child(state_dir: str, key: str, expected: Identity, strict: bool) -
     try:
         fd = os.open(path, os.O_RDONLY)
     except OSError as exc:
-        raise TrustError(f"cannot read the parent's verification record: {exc.strerror}",
+        raise InheritanceError(f"cannot read the parent's verification record: {exc.strerror}",
                          where=str(path), fix=fix) from None
     try:
         if identity(os.fstat(fd)) != tuple(expected):
-            raise TrustError("the parent's verification record changed after the parent "
+            raise InheritanceError("the parent's verification record changed after the parent "
                              "wrote it", where=str(path), fix=fix)
         # Mapped, not read: a child looks up only the files it imports.
         buf = mmap.mmap(fd, 0, access=mmap.ACCESS_READ)
@@ -317,9 +317,9 @@ def load_for_child(state_dir: str, key: str, expected: Identity, strict: bool) -
     try:
         head, _body = _decode_head(buf)
     except (EOFError, ValueError, TypeError, struct.error):
-        raise TrustError("the parent's verification record is unreadable", where=str(path),
+        raise InheritanceError("the parent's verification record is unreadable", where=str(path),
                          fix=fix) from None
     if head.key != key:
-        raise TrustError("the verification record is not the one the decision names",
+        raise InheritanceError("the verification record is not the one the decision names",
                          where=str(path), fix=fix)
     return head

@@ -30,7 +30,14 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple
 
-from .._errors import TrustError
+from .._errors import (
+    ExpiredError,
+    FormatError,
+    MismatchError,
+    NoManifestError,
+    SignatureError,
+    TrustError,
+)
 from .._metadata import Distribution, dist_info_dir, install_root, normalize, refuse_editable
 from . import permissions, tree, verification_record
 from .manifest import (
@@ -108,7 +115,7 @@ class Verifier:
         candidates = self.candidates(dist)
         if not candidates:
             places = ", ".join(self.trust.manifest_dirs)
-            raise TrustError(
+            raise NoManifestError(
                 f"no signed manifest found for {label} (backend '{backend}')",
                 where=f"{places} and the distribution's .dist-info",
                 fix=f"sign it at image build: tt-meta sign --dist {dist.name} --backend "
@@ -128,7 +135,7 @@ class Verifier:
             raise TrustError(
                 f"none of the {len(errors)} manifests found for {label} verifies: "
                 + "; ".join(f"{e.where}: {e.summary}" for e in errors),
-                fix=errors[0].fix,
+                fix=errors[0].fix, code=errors[0].code,
             )
         # (7) The newest manifest, and every file it lists.
         best = max(accepted, key=lambda c: c.facts.serial)
@@ -175,7 +182,7 @@ class Verifier:
         try:
             raw = path.read_bytes()
         except OSError as exc:
-            raise TrustError(f"cannot read the manifest: {exc.strerror}", where=where,
+            raise FormatError(f"cannot read the manifest: {exc.strerror}", where=where,
                              fix="check the file's permissions") from None
         envelope: Envelope | None = None
 
@@ -184,7 +191,7 @@ class Verifier:
             if envelope is None:
                 envelope = parse_envelope(raw, where)
                 if envelope.payload_type != MANIFEST_TYPE:
-                    raise TrustError(
+                    raise MismatchError(
                         f"the signed document is a {envelope.payload_type!r}, not a manifest",
                         where=where,
                         fix="put the backend's manifest here, made by `tt-meta sign`",
@@ -209,7 +216,7 @@ class Verifier:
             frozenset(trust.revoked_keys), trust.threshold, known, lambda: parsed().pae())
         if not signatures.ok:
             detail = "; ".join(signatures.notes) or "it carries no signature"
-            raise TrustError(
+            raise SignatureError(
                 f"the manifest has {len(signatures.signers)} valid signature(s) from distinct "
                 f"keys bound to backend '{backend}', {trust.threshold} needed: {detail}",
                 where=where,
@@ -231,19 +238,19 @@ class Verifier:
             ("version", facts.version, str(dist.version)),
         ):
             if signed != installed:
-                raise TrustError(
+                raise MismatchError(
                     f"the manifest was signed for {what} {signed!r}, but {installed!r} is "
                     f"being verified ({label})",
                     where=where, fix="use the manifest made for this distribution and version",
                 )
         if facts.entry_points != installed_entry_points(dist):
-            raise TrustError(
+            raise MismatchError(
                 f"the vLLM entry points installed for {label} differ from the signed ones",
                 where=where, fix="reinstall the backend from the wheel that was signed",
             )
         # (5) Freshness, against the one clock reading.
         if facts.expires <= self.now:
-            raise TrustError(
+            raise ExpiredError(
                 f"the manifest for {label} expired at "
                 f"{time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime(facts.expires))}",
                 where=where, fix="sign the backend again (tt-meta sign --expires DAYS)",
