@@ -23,7 +23,6 @@ from .._metadata import find_distribution
 from ..selection.inputs import policy_digest, read_inputs, read_policy
 from ..trust import permissions, settings_seal
 from ..trust.trusted_set import TrustedSet
-from ..trust.waiver import UnsafeNoVerification
 from . import recorded_decision
 from .backend import Activation, call_platform, target_of
 
@@ -67,6 +66,8 @@ def activate(environ: MutableMapping[str, str], argv: Sequence[str],
         trusted.inherit(settings.state_dir, settings.strict_permissions, recorded.trusted,
                         WHERE)
     else:
+        from ..trust.waiver import UnsafeNoVerification  # only when the policy waives
+
         trusted = TrustedSet(None, UnsafeNoVerification(settings.policy))
     target = target_of(recorded.backend, dist, trusted.entry_points(dist))
     verified = trusted.verified(dist)

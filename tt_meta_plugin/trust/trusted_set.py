@@ -23,10 +23,10 @@ from .._errors import InheritanceError, MismatchError
 from .._metadata import Distribution, install_root, normalize, refuse_editable
 from . import import_guard, verification_record
 from .verification_record import VerifiedBackend
-from .waiver import UnsafeNoVerification
 
 if TYPE_CHECKING:
     from ..selection.policy import TrustSettings
+    from .waiver import UnsafeNoVerification
 
 #: One verified distribution as the decision names it for children: [name, SHA-256 of its
 #: manifest file, then its verification record's identity].

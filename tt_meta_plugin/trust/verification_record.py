@@ -33,11 +33,13 @@ import struct
 import tempfile
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 from .._errors import InheritanceError
 from . import permissions
-from .manifest import ManifestFacts
+
+if TYPE_CHECKING:  # a child reads only the head, and needs no manifest module
+    from .manifest import ManifestFacts
 
 SUBDIR = "verified"
 _MAGIC = b"tt-meta verified 4\n"
@@ -265,6 +267,8 @@ def load(state_dir: str, key: str, root: Path, strict: bool) -> Cached | None:
     try:
         head, body = _decode_head(raw)
         payload_digest, facts, listed, verified, groups = marshal.loads(raw[body:])
+        from .manifest import ManifestFacts
+
         facts = ManifestFacts(*facts)
         listed = [(keyid, sig) for keyid, sig in listed]
         verified = frozenset((keyid, sig) for keyid, sig in verified)
