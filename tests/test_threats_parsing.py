@@ -1,10 +1,5 @@
-"""Threats 13-15: parsing.
-
-One test per attack of docs/threat-model.md (numbered as there). Each runs a fresh
-interpreter that plays a vLLM process over a real installed, signed backend (`Scene` in
-conftest.py) and asserts the refusal, the file or field it names, that no backend code
-ran, and that nothing another process trusts was written.
-"""
+"""Threats 13-15: parsing (docs/threat-model.md, numbered as there; how each is
+checked: `Scene` and `assert_refused` in conftest.py)."""
 
 from __future__ import annotations
 
