@@ -80,7 +80,7 @@ OK_STATUS = "ok"
 # Functions whose returned text becomes part of messages through calls the extractor cannot
 # follow (a pluggy hook, a callback passed in): each text they return is checked as an error
 # message of its own.
-MESSAGE_PARTS = (("selection.catalog", "default_unusable_reason"),)
+MESSAGE_PARTS = (("selection.backends", "default_unusable_reason"),)
 
 
 # -- Templates -------------------------------------------------------------------------------

@@ -22,12 +22,13 @@ from ._errors import (
 )
 
 if TYPE_CHECKING:
-    from .selection.catalog import BACKENDS_GROUP, Backend
+    from .selection.backends import Backend
+    from .selection.catalog import BACKENDS_GROUP
     from .selection.hooks import BackendSpec, hookimpl, hookspec
 
 __version__ = "0.1.0"
 
-_LAZY = {"BACKENDS_GROUP": "selection.catalog", "Backend": "selection.catalog",
+_LAZY = {"BACKENDS_GROUP": "selection.catalog", "Backend": "selection.backends",
          "BackendSpec": "selection.hooks", "hookimpl": "selection.hooks",
          "hookspec": "selection.hooks"}
 

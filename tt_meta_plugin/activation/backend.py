@@ -26,7 +26,8 @@ from ..trust.import_guard import TamperedImport
 from .recorded_decision import Handoff
 
 if TYPE_CHECKING:  # the catalog (and pluggy) is loaded by first processes only
-    from ..selection.catalog import Backend, Catalog
+    from ..selection.backends import Backend
+    from ..selection.catalog import Catalog
     from ..trust.settings_seal import ChildSettings
     from ..trust.verification_record import VerifiedBackend
 

@@ -19,7 +19,8 @@ from typing import TYPE_CHECKING, NamedTuple
 from .._errors import DelegationError
 from .._log import log
 from .._metadata import Distribution
-from ..selection.catalog import BUILTIN_BACKENDS, Backend, Catalog
+from ..selection.backends import BUILTIN_BACKENDS, Backend
+from ..selection.catalog import Catalog
 from ..selection.inputs import Inputs, read_inputs
 from ..selection.policy import Policy, load_policy
 from ..trust import permissions, settings_seal

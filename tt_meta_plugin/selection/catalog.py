@@ -9,65 +9,22 @@ plugin is loaded only when the policy names its backend.
 
 from __future__ import annotations
 
-import importlib.util
-import re
 from collections.abc import Callable
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING
 
 from .._errors import ConfigError
 from .._metadata import Distribution, EntryPoint, entry_points, find_distribution, normalize
+from .backends import (
+    BUILTIN_BACKENDS,
+    Backend,
+    default_unusable_reason,
+    default_vllm_requirement,
+)
 
 if TYPE_CHECKING:
     import pluggy
 
 BACKENDS_GROUP = "tt_meta.backends"
-_REQUIREMENT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
-
-class Backend(NamedTuple):
-    """A backend as policies name it."""
-
-    name: str
-    distributions: tuple[str, ...]
-    # Modules the backend needs at run time (its device runtime). Their absence is the usual
-    # reason a backend's platform function answers None; we look them up to say so.
-    runtime_modules: tuple[str, ...] = ()
-    summary: str = ""
-
-
-BUILTIN_BACKENDS = (
-    Backend("metal", ("tt-vllm-plugin", "vllm-tt-plugin"), ("ttnn",),
-            "TT-Metal / TTNN models (tt-vllm-plugin, vllm-tt-plugin)"),
-    Backend("forge", ("vllm-tt",), ("pjrt_plugin_tt",), "TT-XLA / Forge models (tt-xla's vllm-tt)"),
-)
-
-
-def default_unusable_reason(backend: Backend, dist: Distribution) -> str | None:
-    """A runtime module of the backend that cannot be imported here, named."""
-    missing = [m for m in backend.runtime_modules if importlib.util.find_spec(m) is None]
-    if missing:
-        return f"its runtime module '{missing[0]}' cannot be imported in this environment"
-    return None
-
-
-def default_vllm_requirement(backend: Backend, dist: Distribution) -> str | None:
-    """The specifier of the distribution's unconditional requirement on vllm, if any."""
-    for text in dist.requires or ():
-        # Only a requirement on vllm is parsed: packaging's parser is slow to import.
-        named = _REQUIREMENT_NAME.match(text)
-        if named is None or normalize(named.group(0)) != "vllm":
-            continue
-        from packaging.requirements import InvalidRequirement, Requirement
-
-        try:
-            req = Requirement(text)
-        except InvalidRequirement:
-            continue  # not ours to judge; pip would not have installed it either
-        if normalize(req.name) != "vllm":
-            continue
-        if req.marker is None or req.marker.evaluate({"extra": ""}):
-            return str(req.specifier) or None
-    return None
-
 
 BeforeLoad = Callable[[str, Distribution], None]
 
@@ -125,7 +82,7 @@ class Catalog:
         try:
             plugin = ep.load()
             if self._pm is None:
-                from .hooks import plugin_manager
+                from .hooks import plugin_manager  # pluggy: only now
 
                 self._pm = plugin_manager()
             # An entry point may name a module, an object or a class; a class is instantiated.

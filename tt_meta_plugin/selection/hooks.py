@@ -12,7 +12,7 @@ from collections.abc import Sequence
 import pluggy
 
 from .._metadata import Distribution
-from .catalog import (
+from .backends import (
     BUILTIN_BACKENDS,
     Backend,
     default_unusable_reason,
