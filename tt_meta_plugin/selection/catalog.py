@@ -3,7 +3,7 @@
 A backend is a name (what policies speak of) and the distributions that provide it. It is
 found by distribution, never by vLLM entry-point name: every Tenstorrent platform plugin calls
 its entry point `tt`. A third party adds a backend from its own distribution through the
-entry-point group `tt_meta.backends`, implementing the pluggy hooks of `_hooks.py`; such a
+entry-point group `tt_meta.backends`, implementing the pluggy hooks of `hooks.py`; such a
 plugin is loaded only when the policy names its backend.
 """
 

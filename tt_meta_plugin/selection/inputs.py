@@ -22,7 +22,7 @@ ENV_DEVICE = "TT_META_DEVICE"
 ENV_HF_MODEL = "HF_MODEL"
 
 # Where the policy comes from is read here too: a child process reads its bytes without
-# parsing them (see _inherit.py).
+# parsing them (see activation/child_process.py).
 ENV_POLICY = "TT_META_POLICY"
 SYSTEM_POLICY = Path("/etc/tt-meta/policy.toml")
 DEFAULT_POLICY = Path(__file__).parent.parent / "default_policy.toml"

@@ -17,7 +17,7 @@ from .._errors import ConfigError, KeyFileError
 
 # cryptography is imported only where a key is generated, a signature made or checked for the
 # first time: reading public keys and their ids needs none of it, so a process that finds the
-# signatures already verified on this machine (see _verified_cache.py) never loads it.
+# signatures already verified on this machine (see verification_record.py) never loads it.
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric.ed25519 import (
         Ed25519PrivateKey,
