@@ -59,7 +59,7 @@ def test_vllm_plugins_unset_is_refused_with_our_explanation(
     result = run_process(site, [*SERVE, "metal-org/llama"], VLLM_PLUGINS="<unset>",
                          TT_META_POLICY=str(policy_file(TWO_BACKENDS_POLICY)))
     assert_refused(result, "VLLM_PLUGINS is not set", "set VLLM_PLUGINS=tt_meta",
-                   where="environment variable VLLM_PLUGINS")
+                   where="environment variable VLLM_PLUGINS", code="config")
 
 
 def test_vllm_plugins_naming_tt_is_refused(
@@ -70,7 +70,7 @@ def test_vllm_plugins_naming_tt_is_refused(
                          TT_META_POLICY=str(policy_file(TWO_BACKENDS_POLICY)))
     assert_refused(result, "VLLM_PLUGINS also names 'tt'",
                    "remove 'tt' from VLLM_PLUGINS; tt_meta delegates to it",
-                   where="environment variable VLLM_PLUGINS")
+                   where="environment variable VLLM_PLUGINS", code="config")
 
 
 def test_vllm_plugins_naming_a_backend_general_plugin_is_refused(
@@ -80,7 +80,7 @@ def test_vllm_plugins_naming_a_backend_general_plugin_is_refused(
     result = run_process(site, [*SERVE, "forge-org/x"], VLLM_PLUGINS="tt_meta,tt_oots",
                          TT_META_POLICY=str(policy_file(TWO_BACKENDS_POLICY)))
     assert_refused(result, "VLLM_PLUGINS also names 'tt_oots'",
-                   where="environment variable VLLM_PLUGINS")
+                   where="environment variable VLLM_PLUGINS", code="config")
 
 
 def test_backend_not_installed(
@@ -90,7 +90,7 @@ def test_backend_not_installed(
     result = run_process(site, [*SERVE, "forge-org/qwen"],
                          TT_META_POLICY=str(policy_file(TWO_BACKENDS_POLICY)))
     assert_refused(result, "backend 'forge' needs distribution 'vllm-tt', which is not "
-                   "installed in this environment")
+                   "installed in this environment", code="delegation")
 
 
 def test_forge_runtime_missing_is_named(
@@ -103,6 +103,7 @@ def test_forge_runtime_missing_is_named(
     # so only the refusal, its message and that no decision is left are asserted here.
     assert result.refused, (result.result, result.stderr[-2000:])
     assert "ERROR" in result.stderr and "Traceback" not in result.stderr
+    assert result.result["code"] == "delegation"
     assert "failed in its platform function vllm_tt:register" in result.stderr
     assert "runtime module 'pjrt_plugin_tt' cannot be imported" in result.stderr
     assert result.result["decision"] is None
@@ -148,6 +149,7 @@ def test_backend_answering_none_is_explained(
                          TT_META_POLICY=str(policy_file(TWO_BACKENDS_POLICY)))
     assert result.refused, (result.result, result.stderr[-2000:])
     assert "ERROR" in result.stderr and "Traceback" not in result.stderr
+    assert result.result["code"] == "delegation"
     assert "says it cannot run here" in result.stderr and "answered None" in result.stderr
     assert "runtime module 'ttnn' cannot be imported" in result.stderr
     assert result.result["decision"] is None
@@ -163,7 +165,7 @@ def test_two_metal_distributions_are_refused(
     site = make_site("tt-vllm-plugin", extra=[wheel])
     result = run_process(site, [*SERVE, "metal-org/x"],
                          TT_META_POLICY=str(policy_file(TWO_BACKENDS_POLICY)))
-    assert_refused(result, "provided by 2 installed distributions")
+    assert_refused(result, "provided by 2 installed distributions", code="delegation")
 
 
 PINNED = """
@@ -187,7 +189,7 @@ def test_vllm_version_mismatch_refuse_and_warn(
     refused = run_process(site, [*SERVE, "metal-org/x"],
                           TT_META_POLICY=str(policy_file(TWO_BACKENDS_POLICY)))
     assert_refused(refused, "vllm-tt-plugin 1.0.0 needs vllm==0.10.1.1",
-                   "vllm_version_mismatch")
+                   "vllm_version_mismatch", code="delegation")
     text = 'vllm_version_mismatch = "warn"\n' + TWO_BACKENDS_POLICY
     warned = run_process(site, [*SERVE, "metal-org/x"], TT_META_POLICY=str(policy_file(text)))
     assert_delegated(warned, "vllm-tt-plugin")
@@ -226,7 +228,7 @@ def test_third_party_backend_from_entry_point(
     assert_delegated(result, "quasar-vllm")
     unknown = run_process(site, [*SERVE, "any/model"], TT_META_POLICY=str(policy_file(
         'version = 1\nallowed_backends = ["nova"]\ndefault_backend = "nova"\n')))
-    assert_refused(unknown, "unknown backend 'nova'")
+    assert_refused(unknown, "unknown backend 'nova'", code="config")
 
 
 def test_extra_general_plugins_pass_through(

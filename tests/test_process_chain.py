@@ -74,7 +74,7 @@ def test_child_with_conflicting_reading_fails(
     for child in (model, backend, policy):
         assert child["returncode"] == 1 and child["result"]["exit"] == 1, child["stderr"]
         assert "ERROR" in child["stderr"] and "Traceback" not in child["stderr"]
-    assert model["result"]["exit"] == 1
+    assert [c["result"]["code"] for c in (model, backend, policy)] == ["handoff"] * 3
     assert "model 'forge-org/qwen'" in model["stderr"]
     assert "the decision is for 'metal-org/llama'" in model["stderr"]
     assert backend["result"]["exit"] == 1
