@@ -121,10 +121,10 @@ def load_public(path: Path) -> PublicKey:
     der = _pem_body(data, "PUBLIC KEY")
     if der is None or not _is_der_sequence(der):
         raise KeyFileError("the public key file is not a PEM public key", where=str(path),
-                         fix="use a PREFIX.pub file written by `tt-meta keygen`")
+                           fix="use a PREFIX.pub file written by `tt-meta keygen`")
     if len(der) != len(_ED25519_SPKI_PREFIX) + 32 or not der.startswith(_ED25519_SPKI_PREFIX):
         raise KeyFileError("the public key is not an Ed25519 key (the only scheme accepted)",
-                         where=str(path), fix="use a PREFIX.pub file written by `tt-meta keygen`")
+                           where=str(path), fix="use a PREFIX.pub file written by `tt-meta keygen`")
     raw = der[len(_ED25519_SPKI_PREFIX):]
     return PublicKey(hashlib.sha256(raw).hexdigest(), raw, path)
 

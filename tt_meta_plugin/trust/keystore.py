@@ -34,7 +34,7 @@ def load_keys(key_dirs: tuple[str, ...], strict: bool) -> dict[str, PublicKey]:
     for folder in ([shipped] if shipped else []) + [Path(d) for d in key_dirs]:
         if not folder.is_dir():
             raise KeyFileError("a key directory named by the policy does not exist",
-                             where=str(folder), fix="create it, or correct trust.key_dirs")
+                               where=str(folder), fix="create it, or correct trust.key_dirs")
         for path in sorted(folder.glob("*" + PUBLIC_SUFFIX)):
             permissions.check(path, "public key", strict)
             key = load_public(path)

@@ -27,9 +27,10 @@ class Tampered:
         self.label, self.root = label, root
 
     def __call__(self, summary: str, path: str) -> TamperedError:
-        return TamperedError(f"{self.label}: {summary}", where=str(self.root / path),
-                          fix="reinstall the backend from the wheel that was signed, or sign "
-                          "the installed files again if this change is intended")
+        return TamperedError(
+            f"{self.label}: {summary}", where=str(self.root / path),
+            fix="reinstall the backend from the wheel that was signed, or sign the installed "
+            "files again if this change is intended")
 
 
 def unchanged(root: Path, cached: verification_record.Cached) -> bool:

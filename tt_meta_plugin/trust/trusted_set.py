@@ -20,7 +20,13 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Final
 
 from .._errors import InheritanceError, MismatchError
-from .._metadata import Distribution, install_root, normalize, refuse_editable
+from .._metadata import (
+    Distribution,
+    find_distribution,
+    install_root,
+    normalize,
+    refuse_editable,
+)
 from . import import_guard, verification_record
 from .verification_record import VerifiedBackend
 
@@ -76,11 +82,9 @@ class TrustedSet:
         for ref in records:
             name, key, identity = str(ref[0]), str(ref[1]), tuple(int(x) for x in ref[2:])
             head = verification_record.load_for_child(state_dir, key, identity, strict)
-            from .._metadata import find_distribution
-
             dist = find_distribution(head.distribution)
-            if normalize(head.distribution) != normalize(name) or dist is None or str(
-                    dist.version) != head.version:
+            if (normalize(head.distribution) != normalize(name) or dist is None
+                    or str(dist.version) != head.version):
                 found = f"{dist.name} {dist.version}" if dist else "no such distribution"
                 raise InheritanceError(
                     f"the first process verified {head.distribution} {head.version}, but this "
@@ -119,8 +123,9 @@ class TrustedSet:
             return self.waiver.entry_points(dist)
         verified = self._by_dist.get(normalize(dist.name))
         if verified is None:
-            raise InheritanceError(f"{dist.name} {dist.version} was not verified in this process",
-                             fix="report this: tt_meta must verify a backend before calling it")
+            raise InheritanceError(
+                f"{dist.name} {dist.version} was not verified in this process",
+                fix="report this: tt_meta must verify a backend before calling it")
         for group, eps in verified.entry_points.items():
             for name, value in eps.items():
                 top = value.partition(":")[0].strip().partition(".")[0]

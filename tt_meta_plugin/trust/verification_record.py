@@ -309,7 +309,7 @@ def load_for_child(state_dir: str, key: str, expected: Identity, strict: bool) -
         fd = os.open(path, os.O_RDONLY)
     except OSError as exc:
         raise InheritanceError(f"cannot read the parent's verification record: {exc.strerror}",
-                         where=str(path), fix=fix) from None
+                               where=str(path), fix=fix) from None
     try:
         if identity(os.fstat(fd)) != tuple(expected):
             raise InheritanceError("the parent's verification record changed after the parent "
@@ -322,8 +322,8 @@ def load_for_child(state_dir: str, key: str, expected: Identity, strict: bool) -
         head, _body = _decode_head(buf)
     except (EOFError, ValueError, TypeError, struct.error):
         raise InheritanceError("the parent's verification record is unreadable", where=str(path),
-                         fix=fix) from None
+                               fix=fix) from None
     if head.key != key:
         raise InheritanceError("the verification record is not the one the decision names",
-                         where=str(path), fix=fix)
+                               where=str(path), fix=fix)
     return head

@@ -183,7 +183,7 @@ class Verifier:
             raw = path.read_bytes()
         except OSError as exc:
             raise FormatError(f"cannot read the manifest: {exc.strerror}", where=where,
-                             fix="check the file's permissions") from None
+                              fix="check the file's permissions") from None
         envelope: Envelope | None = None
 
         def parsed() -> Envelope:
