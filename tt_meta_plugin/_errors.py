@@ -137,12 +137,18 @@ class InheritanceError(TrustError):
     code = "inheritance"
 
 
+class InternalError(TTMetaError):
+    """Something tt_meta did not foresee failed: still a refusal, never a fallback."""
+
+    code = "internal"
+
+
 #: Every error class, for docs and tests: code -> class.
 ALL = {c.code: c for c in (
     TTMetaError, ConfigError, SelectionError, DelegationError, HandoffError, TrustError,
     FormatError, SignatureError, KeyFileError, MismatchError, ExpiredError, RollbackError,
     TamperedError, EditableInstallError, PermissionsError, NoManifestError, StateError,
-    InheritanceError)}
+    InheritanceError, InternalError)}
 
 
 def where(path: object, field: str | None = None) -> str:

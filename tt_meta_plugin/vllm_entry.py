@@ -15,7 +15,7 @@ import sys
 import time
 from typing import TYPE_CHECKING, NoReturn
 
-from ._errors import TTMetaError
+from ._errors import InternalError, TTMetaError
 from ._log import log
 from .activation import audit, recorded_decision
 
@@ -65,10 +65,11 @@ def current() -> Activation:
             from .activation import first_process
 
             _activation = first_process.activate(os.environ, sys.argv)
-    except TTMetaError as error:
+    except Exception as exc:  # nothing but a refusal may reach vLLM
+        error = exc if isinstance(exc, TTMetaError) else _unforeseen(exc)
         _failure = error
         audit.record(_audit_log(), verdict="refused", code=error.code,
-                      reason=error.summary, ms=round((time.perf_counter() - started) * 1e3, 2))
+                     reason=error.summary, ms=round((time.perf_counter() - started) * 1e3, 2))
         _fail(error)
     act = _activation
     verified = act.verified
@@ -86,13 +87,24 @@ def current() -> Activation:
     return act
 
 
+def _unforeseen(exc: Exception) -> TTMetaError:
+    """An exception tt_meta did not turn into a refusal itself. vLLM would swallow it and go
+    on with another platform (the CPU), so it becomes a refusal like any other."""
+    return InternalError(
+        f"tt_meta failed unexpectedly: {exc!r}",
+        where=f"{type(exc).__module__}.{type(exc).__qualname__}",
+        fix="report this with the log above; the vLLM process stops instead of running "
+        "without the chosen backend",
+    )
+
+
 def _audit_log() -> str | None:
     """The policy's audit log, if the policy can still be read after a refusal."""
     from .selection.policy import load_policy
 
     try:
         return load_policy(os.environ).trust.audit_log
-    except TTMetaError:
+    except Exception:  # whatever stopped this process may stop this too
         return None
 
 
@@ -117,7 +129,8 @@ def general_plugin() -> None:
             activation.settings.extra_general_plugins,
             activation.settings.backend_distributions,
         )
-    except TTMetaError as error:
+    except Exception as exc:  # nothing but a refusal may reach vLLM
+        error = exc if isinstance(exc, TTMetaError) else _unforeseen(exc)
         # The audit said "delegated" or "inherited" already; it must also say this ended it.
         audit.record(activation.settings.audit_log, verdict="refused", code=error.code,
                      reason=error.summary,

@@ -84,7 +84,10 @@ def read_model_config(model: str, environ: Mapping[str, str]) -> ModelConfig:
         raise ConfigError("config.json is larger than 4 MiB", where=where(path), fix=fix)
     try:
         data = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except RecursionError:  # a model repository controls this file
+        raise ConfigError("the model's config.json is nested too deeply", where=where(path),
+                          fix=fix) from None
+    except ValueError as exc:  # not UTF-8, not JSON, or an integer past int()'s limit
         raise ConfigError(
             f"the model's config.json is not valid JSON: {exc}", where=where(path), fix=fix
         ) from None
