@@ -66,11 +66,8 @@ def current() -> Activation:
 
             _activation = first_process.activate(os.environ, sys.argv)
     except Exception as exc:  # nothing but a refusal may reach vLLM
-        error = exc if isinstance(exc, TTMetaError) else _unforeseen(exc)
-        _failure = error
-        audit.record(_audit_log(), verdict="refused", code=error.code,
-                     reason=error.summary, ms=round((time.perf_counter() - started) * 1e3, 2))
-        _fail(error)
+        _failure = _as_refusal(exc)  # remembered first: vLLM calls again, and gets it again
+        _refuse(_failure, _audit_log(), started)
     act = _activation
     verified = act.verified
     audit.record(
@@ -87,9 +84,18 @@ def current() -> Activation:
     return act
 
 
-def _unforeseen(exc: Exception) -> TTMetaError:
-    """An exception tt_meta did not turn into a refusal itself. vLLM would swallow it and go
-    on with another platform (the CPU), so it becomes a refusal like any other."""
+def _refuse(error: TTMetaError, audit_log: str | None, started: float) -> NoReturn:
+    """Audit the refusal, log it, and stop the process."""
+    audit.record(audit_log, verdict="refused", code=error.code, reason=error.summary,
+                 ms=round((time.perf_counter() - started) * 1e3, 2))
+    _fail(error)
+
+
+def _as_refusal(exc: Exception) -> TTMetaError:
+    """`exc` as a refusal. An exception tt_meta did not turn into one itself would be
+    swallowed by vLLM, which goes on with another platform (the CPU): it is one too."""
+    if isinstance(exc, TTMetaError):
+        return exc
     return InternalError(
         f"tt_meta failed unexpectedly: {exc!r}",
         where=f"{type(exc).__module__}.{type(exc).__qualname__}",
@@ -130,10 +136,6 @@ def general_plugin() -> None:
             activation.settings.backend_distributions,
         )
     except Exception as exc:  # nothing but a refusal may reach vLLM
-        error = exc if isinstance(exc, TTMetaError) else _unforeseen(exc)
         # The audit said "delegated" or "inherited" already; it must also say this ended it.
-        audit.record(activation.settings.audit_log, verdict="refused", code=error.code,
-                     reason=error.summary,
-                      ms=round((time.perf_counter() - started) * 1e3, 2))
-        _fail(error)
+        _refuse(_as_refusal(exc), activation.settings.audit_log, started)
     log(logging.DEBUG, "tt_meta: ran general plugins %s", ", ".join(ran) or "(none)")
