@@ -211,7 +211,7 @@ PROCESS_SCRIPT = textwrap.dedent(
         out["exit"] = exc.code
         out["code"] = getattr(getattr(exc, "error", None), "code", None)
     out["decision"] = os.environ.get("TT_META_DECISION")
-    out["ray"] = os.environ.get("VLLM_RAY_EXTRA_ENV_VARS_TO_COPY")
+    out["ray"] = os.environ.get("RAY_RUNTIME_ENV_HOOK")
     print("RESULT " + json.dumps(out))
     sys.exit(out.get("exit") or 0)
     """

@@ -96,14 +96,36 @@ def test_verification_cache_skips_unchanged_files_only(scene: Scene) -> None:
     assert not tampered["ok"] and "SHA-256 differs" in tampered["error"]  # ctime moved
 
 
-def test_child_record_changed_after_parent_wrote_it(scene: Scene) -> None:
+def test_child_without_the_parents_record_verifies_itself(scene: Scene) -> None:
+    """The record is a cache: a child whose state directory lacks the first process's record
+    (a Ray worker on another node; a record another server replaced) verifies the manifest the
+    decision names itself, and goes on only with the same signed manifest and intact files."""
     parent = scene.run()
     assert_delegated(parent, METAL)
     ((_dist, digest, *_identity),) = json.loads(parent.decision)["trusted"]
     record = scene.state / "verified" / f"{digest}.idx"
-    record.write_bytes(record.read_bytes() + b"x")
+    record.write_bytes(record.read_bytes() + b"x")  # replaced: another identity
+    child = scene.child(parent.decision)
+    assert_delegated(child, METAL, inherited=True)
+    assert "tt_meta_plugin.trust.verifier" in _modules(child)
+    last = json.loads(scene.audit.read_text().splitlines()[-1])
+    assert (last["verdict"], last["verified"]) == ("inherited", "files"), last
+    shutil.rmtree(scene.state)  # a node that never saw this server: no record, no settings
+    assert_delegated(scene.child(parent.decision), METAL, inherited=True)
+    shutil.rmtree(scene.state)
+    platform_py(scene).write_text("tampered = True\n")
+    refused(scene, scene.child(parent.decision), "a signed file changed size",
+            where=platform_py(scene),
+            code="tampered")
+
+
+def test_child_refuses_another_signed_manifest_on_its_node(scene: Scene) -> None:
+    parent = scene.run()
+    assert_delegated(parent, METAL)
+    shutil.rmtree(scene.state)
+    scene.resign_payload(lambda p: p.update(serial=p["serial"] + 1))  # re-signed on this node
     refused(scene, scene.child(parent.decision),
-            "the parent's verification record changed after the parent wrote it",
+            "another signed manifest of tt-vllm-plugin 0.1.0 than the first process",
             code="inheritance")
 
 

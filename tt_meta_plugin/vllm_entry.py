@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, NoReturn
 from ._errors import InternalError, TTMetaError
 from ._log import log
 from .activation import audit, recorded_decision
+from .activation.backend import check_target_device
 
 if TYPE_CHECKING:
     from .activation.backend import Activation
@@ -55,6 +56,7 @@ def current() -> Activation:
         raise FailClosed(_failure)
     started = time.perf_counter()
     try:
+        check_target_device(os.environ)
         # A child takes the short path: its first process decided and verified already.
         recorded = recorded_decision.read(os.environ)
         if recorded is not None:

@@ -8,20 +8,27 @@ directory), loads no catalog, checks no signature and walks no tree. Its `Truste
 inherits the verification records the first process wrote (bound by their identity in the
 decision), the import guard checks every file it imports against them, and the entry points
 it calls are the signed ones they hold. Anything that disagrees with the first process is a
-refusal. The modules a child may import are listed in docs/architecture.md ("The child
-path") and enforced by tests/test_child_path.py.
+refusal.
+
+The records are a cache, not a requirement: a process whose state directory lacks them (a Ray
+worker on another node, with its own disk; a record another server replaced) verifies the
+manifests the decision names itself, as a first process does, and goes on only if it reaches
+the same signed manifests. The modules a child may import are listed in docs/architecture.md
+("The child path") and enforced by tests/test_child_path.py.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 from collections.abc import MutableMapping, Sequence
 
 from .._errors import HandoffError, InheritanceError
-from .._metadata import find_distribution
+from .._log import log
+from .._metadata import Distribution, find_distribution
 from ..selection.inputs import policy_digest, read_inputs, read_policy
-from ..trust import permissions, settings_seal
+from ..trust import permissions, settings_seal, verification_record
 from ..trust.trusted_set import TrustedSet
 from . import recorded_decision
 from .backend import Activation, call_platform, target_of
@@ -43,8 +50,6 @@ def activate(environ: MutableMapping[str, str], argv: Sequence[str],
             fix="start every process of one vLLM server with the same TT_META_POLICY, and do "
             "not change the policy file while a server starts",
         )
-    settings = settings_seal.unseal(recorded.state_dir, recorded.policy_digest, WHERE)
-    permissions.check(path, "policy", settings.strict_permissions)
     dist = find_distribution(recorded.distribution)
     if dist is None or str(dist.version) != recorded.version:
         found = f"{dist.name} {dist.version}" if dist else "no such distribution"
@@ -54,21 +59,12 @@ def activate(environ: MutableMapping[str, str], argv: Sequence[str],
             where=WHERE,
             fix="install the same backend version on every node of the server",
         )
-    if settings.require_signatures:
-        trusted = TrustedSet(None, None)
-        if not recorded.trusted:
-            raise InheritanceError(
-                "the recorded decision carries no verified manifest, but the policy requires "
-                "signatures",
-                where=WHERE,
-                fix=f"unset {recorded_decision.ENV_DECISION} and start the server again",
-            )
-        trusted.inherit(settings.state_dir, settings.strict_permissions, recorded.trusted,
-                        WHERE)
+    if _recorded_here(recorded):
+        settings = settings_seal.unseal(recorded.state_dir, recorded.policy_digest, WHERE)
+        permissions.check(path, "policy", settings.strict_permissions)
+        trusted = _inherit(settings, recorded)
     else:
-        from ..trust.waiver import UnsafeNoVerification  # only when the policy waives
-
-        trusted = TrustedSet(None, UnsafeNoVerification(settings.policy))
+        settings, trusted = _verify_here(environ, recorded, dist)
     target = target_of(recorded.backend, dist, trusted.entry_points(dist))
     verified = trusted.verified(dist)
     platform = call_platform(target)
@@ -81,3 +77,73 @@ def activate(environ: MutableMapping[str, str], argv: Sequence[str],
         )
     return Activation(recorded, settings, target, platform, verified, True,
                       time.perf_counter() - started)
+
+
+def _inherit(settings: settings_seal.ChildSettings,
+             recorded: recorded_decision.Handoff) -> TrustedSet:
+    if not settings.require_signatures:
+        from ..trust.waiver import UnsafeNoVerification  # only when the policy waives
+
+        return TrustedSet(None, UnsafeNoVerification(settings.policy))
+    if not recorded.trusted:
+        raise InheritanceError(
+            "the recorded decision carries no verified manifest, but the policy requires "
+            "signatures",
+            where=WHERE,
+            fix=f"unset {recorded_decision.ENV_DECISION} and start the server again",
+        )
+    trusted = TrustedSet(None, None)
+    trusted.inherit(settings.state_dir, settings.strict_permissions, recorded.trusted, WHERE)
+    return trusted
+
+
+def _recorded_here(recorded: recorded_decision.Handoff) -> bool:
+    """Whether this node's state directory holds what the first process wrote for children:
+    the sealed settings and each verification record, unchanged. Only a hint of which path
+    to take: whatever is found is checked again when it is read."""
+    try:
+        os.stat(settings_seal.seal_path(recorded.state_dir, recorded.policy_digest))
+        for ref in recorded.trusted:
+            info = os.stat(verification_record.index_path(recorded.state_dir, str(ref[1])))
+            if verification_record.identity(info) != tuple(ref[2:]):
+                return False
+    except OSError:
+        return False
+    return True
+
+
+def _verify_here(environ: MutableMapping[str, str], recorded: recorded_decision.Handoff,
+                 dist: Distribution) -> tuple[settings_seal.ChildSettings, TrustedSet]:
+    """A process whose node lacks its first process's state (a Ray worker on another node, a
+    record replaced by another server): verify the manifests the decision names, here, as a
+    first process would, and go on only with the same result. The record is a cache."""
+    from . import first_process  # only where the first process's state is missing
+
+    policy = first_process.load_checked_policy(environ)
+    if (policy.digest != recorded.policy_digest
+            or os.path.abspath(policy.trust.state_dir) != os.path.abspath(recorded.state_dir)):
+        raise HandoffError(
+            f"the policy {policy.source} changed while the server started, or names another "
+            f"state directory than the decision ({recorded.state_dir})",
+            where=WHERE,
+            fix="give every node of one server the same policy file, byte for byte",
+        )
+    waiver = first_process.trusted_set_for(policy).waiver
+    # Each distribution verified here must verify against the manifest the decision names.
+    trusted = TrustedSet(policy.trust, waiver, None if waiver else recorded.trusted)
+    catalog = first_process.catalog_for(trusted)
+    backend = catalog.get(recorded.backend, policy.source)  # verifies a backend plugin
+    trusted.establish(backend.name, dist)
+    if len(trusted.records()) != len(recorded.trusted):
+        raise InheritanceError(
+            f"the first process verified {len(recorded.trusted)} distributions, this process "
+            f"{len(trusted.records())}",
+            where=WHERE,
+            fix="install the same backends on every node of the server",
+        )
+    log(logging.INFO, "tt_meta: no verification record of the first process here; verified "
+        "%s %s in this process (same signed manifest)", dist.name, dist.version)
+    settings = first_process.child_settings(policy, catalog)
+    settings_seal.seal(settings)
+    return settings, trusted
+

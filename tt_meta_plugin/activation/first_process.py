@@ -16,9 +16,10 @@ from collections.abc import MutableMapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple
 
-from .._errors import DelegationError
+from .._errors import DelegationError, HandoffError
 from .._log import log
 from .._metadata import Distribution
+from ..ray_entry import ENV_RAY_HOOK, is_ray_worker
 from ..selection.backends import BUILTIN_BACKENDS, Backend
 from ..selection.catalog import Catalog
 from ..selection.inputs import Inputs, read_inputs
@@ -81,6 +82,17 @@ def plan(environ: MutableMapping[str, str], argv: Sequence[str], catalog: Catalo
     from ..selection.decide import decide, gather_facts  # first processes only
 
     inputs = read_inputs(environ, argv)
+    if inputs.model is None and is_ray_worker(argv):
+        raise HandoffError(
+            "this Ray worker has no decision from the vLLM process that started it "
+            f"({recorded_decision.ENV_DECISION} is not set) and no model: it cannot know "
+            "which backend its driver chose, and does not decide on its own",
+            where=f"environment variable {recorded_decision.ENV_DECISION}",
+            fix="start the vLLM server itself with VLLM_PLUGINS=tt_meta: it passes the "
+            f"decision to its Ray workers through {ENV_RAY_HOOK} (do not override that "
+            "variable); for a vLLM engine created inside a Ray actor, set TT_META_MODEL in "
+            "the actor's runtime environment",
+        )
     facts, config = gather_facts(inputs, environ)
     decision = decide(policy, inputs, facts, config)
     backend = catalog.get(decision.backend, policy.source)
@@ -110,6 +122,17 @@ def call_backend(catalog: Catalog, backend: Backend, target: Target) -> str:
     return call_platform(target, lambda: catalog.unusable_reason(backend, target.dist))
 
 
+def child_settings(policy: Policy, catalog: Catalog) -> settings_seal.ChildSettings:
+    """What children act on of the policy (sealed in the state directory)."""
+    return settings_seal.ChildSettings(
+        policy=policy.source, policy_digest=policy.digest,
+        require_signatures=policy.trust.require_signatures,
+        strict_permissions=policy.trust.strict_permissions, state_dir=policy.trust.state_dir,
+        audit_log=policy.trust.audit_log, extra_general_plugins=policy.extra_general_plugins,
+        backend_distributions=catalog.distribution_names(),
+    )
+
+
 def activate(environ: MutableMapping[str, str], argv: Sequence[str]) -> Activation:
     started = time.perf_counter()
     policy = load_checked_policy(environ)
@@ -124,13 +147,7 @@ def activate(environ: MutableMapping[str, str], argv: Sequence[str]) -> Activati
             chosen.vllm_warning)
     target = trusted_target(trusted, chosen)
     platform = call_backend(catalog, chosen.backend, target)
-    settings = settings_seal.ChildSettings(
-        policy=policy.source, policy_digest=policy.digest,
-        require_signatures=policy.trust.require_signatures,
-        strict_permissions=policy.trust.strict_permissions, state_dir=policy.trust.state_dir,
-        audit_log=policy.trust.audit_log, extra_general_plugins=policy.extra_general_plugins,
-        backend_distributions=catalog.distribution_names(),
-    )
+    settings = child_settings(policy, catalog)
     settings_seal.seal(settings)
     decision = chosen.decision
     verified = trusted.verified(target.dist)

@@ -2,9 +2,9 @@
 
 vLLM starts the engine core and workers as new processes (often with `spawn`), and Ray actors
 on other nodes see neither the parent's memory nor its command line. What they all inherit is
-the environment, so the decision travels there, in `TT_META_DECISION`, and Ray is told to copy
-it. It is written only after a successful activation: a process that failed never leaves a
-decision behind for another to trust.
+the environment, so the decision travels there, in `TT_META_DECISION`, and Ray's runtime
+environment carries it to Ray workers (`ray_entry.py`). It is written only after a successful
+activation: a process that failed never leaves a decision behind for another to trust.
 
 A child re-reads its own inputs; if they name another model, device or backend than the
 recorded decision, that is an error, never a silent switch.
@@ -20,7 +20,6 @@ from .._errors import ConfigError, HandoffError
 from ..selection.inputs import Inputs
 
 ENV_DECISION = "TT_META_DECISION"
-ENV_RAY_COPY = "VLLM_RAY_EXTRA_ENV_VARS_TO_COPY"
 _FORMAT = 3
 
 
@@ -123,11 +122,13 @@ def read(environ: Mapping[str, str]) -> Handoff | None:
 
 
 def record(environ: MutableMapping[str, str], handoff: Handoff) -> None:
-    """Leave the decision for child processes, and ask vLLM's Ray executor to carry it."""
+    """Leave the decision for child processes, and have Ray carry it to its workers."""
+    from .. import ray_entry  # first processes only
+
     environ[ENV_DECISION] = handoff.encode()
-    names = [n for n in environ.get(ENV_RAY_COPY, "").split(",") if n.strip()]
-    if ENV_DECISION not in names:
-        environ[ENV_RAY_COPY] = ",".join([*names, ENV_DECISION])
+    # A Ray worker resolves the platform before vLLM copies the driver's environment to it
+    # (see ray_entry.py): Ray's runtime-environment hook carries the decision there in time.
+    ray_entry.install(environ)
 
 
 def _same_model(a: str, b: str) -> bool:

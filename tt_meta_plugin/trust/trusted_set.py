@@ -42,14 +42,18 @@ RecordRef = tuple[str | int, ...]
 class TrustedSet:
     """What this process trusts, and the entry points it may call."""
 
-    __slots__ = ("_by_dist", "_trust", "waiver")
+    __slots__ = ("_by_dist", "_expected", "_trust", "waiver")
 
-    def __init__(self, trust: TrustSettings | None, waiver: UnsafeNoVerification | None
-                 ) -> None:
-        #: the policy's [trust] settings (a first process); None in a child
+    def __init__(self, trust: TrustSettings | None, waiver: UnsafeNoVerification | None,
+                 expected: Sequence[RecordRef] | None = None) -> None:
+        #: the policy's [trust] settings (a first process); None in a child that inherits
         self._trust: Final = trust
         #: set when the policy waives signatures; then nothing is verified
         self.waiver: Final = waiver
+        #: a child verifying for itself: normalised name -> the manifest SHA-256 its first
+        #: process verified; a distribution it does not name may not be verified here
+        self._expected: Final = (None if expected is None else
+                                 {normalize(str(ref[0])): str(ref[1]) for ref in expected})
         #: normalised distribution name -> what was verified of it
         self._by_dist: dict[str, VerifiedBackend] = {}
 
@@ -65,7 +69,14 @@ class TrustedSet:
         assert self._trust is not None, "a child inherits; it does not verify"
         from .verifier import Verifier  # first processes only
 
-        verified = Verifier(self._trust).verify(backend, dist)
+        expected = None
+        if self._expected is not None:
+            expected = self._expected.get(normalize(dist.name))
+            if expected is None:
+                raise InheritanceError(
+                    f"the first process verified no manifest of {dist.name} {dist.version}",
+                    fix="start every process of one server with the same policy and backends")
+        verified = Verifier(self._trust).verify(backend, dist, expected)
         self._add(verified)
         return verified
 
