@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, NamedTuple
 from .._errors import (
     ExpiredError,
     FormatError,
+    InheritanceError,
     MismatchError,
     NoManifestError,
     SignatureError,
@@ -106,8 +107,13 @@ class Verifier:
             found.append(info / IN_DIST_MANIFEST)
         return [p for p in found if p.is_file()]
 
-    def verify(self, backend: str, dist: Distribution) -> VerifiedBackend:
-        """Verify `dist` for `backend`: manifest, signatures, freshness, every file."""
+    def verify(self, backend: str, dist: Distribution, expected: str | None = None
+               ) -> VerifiedBackend:
+        """Verify `dist` for `backend`: manifest, signatures, freshness, every file.
+
+        `expected`: the SHA-256 of the manifest file a first process verified, when a child
+        verifies for itself (activation/child_process.py); another manifest is refused.
+        """
         label = f"{dist.name} {dist.version}"
         # (0) A normal install: an editable one's code lives outside the installed files.
         refuse_editable(dist, label)
@@ -137,7 +143,20 @@ class Verifier:
                 + "; ".join(f"{e.where}: {e.summary}" for e in errors),
                 fix=errors[0].fix, code=errors[0].code,
             )
-        # (7) The newest manifest, and every file it lists.
+        # (7) The newest manifest (in a child verifying for itself: the one its first process
+        # verified), and every file it lists.
+        if expected is not None:
+            found = accepted
+            accepted = [c for c in accepted if c.key == expected]
+            if not accepted:
+                raise InheritanceError(
+                    f"this process verified another signed manifest of {label} than the "
+                    f"first process: {', '.join(c.key[:12] for c in found)} here, "
+                    f"{expected[:12]} there",
+                    where=", ".join(str(c.path) for c in found),
+                    fix="install the same signed backend (signed once) on every node of "
+                    "the server",
+                )
         best = max(accepted, key=lambda c: c.facts.serial)
         root, path = best.root, best.path
         fail = tree.Tampered(label, root)
