@@ -11,7 +11,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -43,11 +43,13 @@ class Server(NamedTuple):
 
 
 @contextmanager
-def vllm_server(model: Path, env: Mapping[str, str], log: Path) -> Iterator[Server]:
+def vllm_server(model: Path, env: Mapping[str, str], log: Path, extra: Sequence[str] = ()
+                ) -> Iterator[Server]:
     """`vllm serve MODEL` on a free port; yields it once /v1/models answers."""
     port = free_port()
     with log.open("w") as out:
-        proc = subprocess.Popen([VLLM, "serve", str(model), "--port", str(port), *SERVE_ARGS],
+        proc = subprocess.Popen([VLLM, "serve", str(model), "--port", str(port), *SERVE_ARGS,
+                                 *extra],
                                 env=dict(env), stdout=out, stderr=subprocess.STDOUT,
                                 start_new_session=True)
     try:

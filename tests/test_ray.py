@@ -1,0 +1,118 @@
+"""Multi-host serving through vLLM's Ray executor, on a real Ray cluster of two nodes.
+
+The cluster is started beforehand with `ray start` on each node, as multi-host operators do,
+with `VLLM_PLUGINS=tt_meta` and the policy in each node's environment. Both nodes run on this
+machine; the second has its own mount namespace with an empty tt_meta state directory, standing
+in for a machine with its own disk. Only the second node offers the device (Ray's "GPU"
+resource; the simulated Forge platform schedules on it), so vLLM's Ray worker runs there.
+
+The policy's default backend (metal) differs from the model's rule (forge): a worker that
+decided on its own, without the model, would pick metal. Every process of the server (API
+server, engine core, Ray worker) must run forge and nothing else, and the worker, finding no
+verification record on its node, verifies the same signed manifest itself.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from conftest import clean_env, install
+from operator_flow import sign_backends
+from server import complete, free_port, read_events, vllm_server
+from tiny_model import make_tiny_model
+
+pytestmark = pytest.mark.e2e
+
+RAY = str(Path(sys.executable).with_name("ray"))
+POLICY = Path(__file__).parent / "support" / "two_models_policy.toml"
+DIST = "vllm-tt"
+
+
+class Cluster:
+    def __init__(self, root: Path, env: dict[str, str], address: str, node_state: Path) -> None:
+        self.root, self.env, self.address, self.node_state = root, env, address, node_state
+
+
+def _ray(env: dict[str, str], *args: str, prefix: tuple[str, ...] = ()) -> None:
+    proc = subprocess.run([*prefix, RAY, *args], env=env, capture_output=True, text=True,
+                          timeout=180, check=False)
+    if proc.returncode != 0:
+        raise RuntimeError(f"ray {' '.join(args)} failed:\n{proc.stdout}\n{proc.stderr}")
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory, sim_wheels: dict[str, Path]
+            ) -> Iterator[Cluster]:
+    if os.geteuid() != 0 or shutil.which("unshare") is None:
+        pytest.fail("the Ray test needs root and unshare(1) for the second node's mount "
+                    "namespace; run it as CI does (make test as root)")
+    root = tmp_path_factory.mktemp("ray")
+    site = install(list(sim_wheels.values()), root / "site")
+    template = root / "policy-template.toml"
+    template.write_text(POLICY.read_text().replace(
+        "version = 1\n", 'version = 1\ndefault_backend = "metal"\n', 1))
+    policy = sign_backends(site, root / "operator", template)
+    record = root / "record"
+    record.mkdir()
+    env = clean_env(PYTHONPATH=str(site), VLLM_PLUGINS="tt_meta", TT_META_POLICY=str(policy),
+                    TT_SIM_RECORD_DIR=str(record), TT_SIM_RAY_DEVICE_KEY="GPU",
+                    HF_HUB_OFFLINE="1", VLLM_CPU_KVCACHE_SPACE="1",
+                    RAY_AUTH_MODE="disabled", RAY_USAGE_STATS_ENABLED="0")
+    port = free_port()
+    address = f"127.0.0.1:{port}"
+    state = root / "operator" / "state"
+    node_state = root / "node2-state"  # the second node's own, empty, state directory
+    state.mkdir(parents=True, exist_ok=True)
+    node_state.mkdir()
+    _ray(env, "start", "--head", "--node-ip-address", "127.0.0.1", "--port", str(port),
+         "--num-cpus", "2", "--num-gpus", "0", "--disable-usage-stats")
+    try:
+        # The second node: its own mount namespace, in which the state directory is another
+        # (empty) directory. Its raylet and workers stay in that namespace.
+        script = (f'mount --bind "{node_state}" "{state}" && exec "{RAY}" start --address '
+                  f'{address} --node-ip-address 127.0.0.1 --num-cpus 2 --num-gpus 1')
+        _ray(env, prefix=("unshare", "-m", "--propagation", "private", "sh", "-c", script))
+        yield Cluster(root, {**env, "RAY_ADDRESS": address}, address, node_state)
+    finally:
+        subprocess.run([RAY, "stop", "--force"], env=env, capture_output=True, timeout=120,
+                       check=False)
+
+
+def test_ray_worker_on_another_node_runs_the_drivers_backend(cluster: Cluster) -> None:
+    model = make_tiny_model(cluster.root / "models" / "forge-model", "LlamaForCausalLM")
+    audit = cluster.root / "operator" / "audit.jsonl"
+    log = cluster.root / "serve.log"
+    with vllm_server(model, cluster.env, log,
+                     ("--distributed-executor-backend", "ray")) as server:
+        answer = complete(server.port, model)
+    assert answer["usage"]["completion_tokens"] == 5, answer
+    events = read_events(Path(cluster.env["TT_SIM_RECORD_DIR"]))
+    assert {e["dist"] for e in events} == {DIST}, events
+    entries = [json.loads(x) for x in audit.read_text().splitlines()]
+    by_pid = {e["pid"]: e for e in entries}
+    assert {e["verdict"] for e in entries} == {"delegated", "inherited"}, entries
+    assert {e["backend"] for e in entries} == {"forge"}, entries
+    assert by_pid[server.pid]["verdict"] == "delegated", entries
+    # Processes that are not the server's descendants are Ray's: the worker on node 2.
+    parent = {e["pid"]: e["ppid"] for e in events}
+
+    def descends(pid: int) -> bool:
+        while pid in parent and pid != server.pid:
+            pid = parent[pid]
+        return pid == server.pid
+
+    ray_workers = [pid for pid in by_pid if not descends(pid)]
+    assert ray_workers, (entries, events)
+    for pid in ray_workers:
+        kinds = {e["event"] for e in events if e["pid"] == pid}
+        assert {"platform_function", "platform_class", "general_plugin"} <= kinds, kinds
+        # No record of the first process on its node: it verified the same manifest itself.
+        assert (by_pid[pid]["verdict"], by_pid[pid]["verified"]) == ("inherited", "files")
+    assert list((cluster.node_state / "verified").glob("*.idx")), "node 2 wrote no record"
