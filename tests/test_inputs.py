@@ -22,10 +22,11 @@ API_SERVER = "/opt/venv/lib/python3.11/site-packages/vllm/entrypoints/openai/api
         ([VLLM, "bench", "throughput", "--model", "org/m"], "org/m", "--model"),
         ([VLLM, "run-batch", "-i", "in.jsonl", "-o", "o", "--model", "org/m"], "org/m", "--model"),
         ([API_SERVER, "--model", "org/m"], "org/m", "--model"),
-        ([VLLM, "serve", "org/a", "--model", "org/b"], "org/a", "vllm serve MODEL"),
+        ([VLLM, "serve", "--port", "1", "org/m"], "org/m", "vllm serve MODEL"),
         ([VLLM, "launch", "render", "org/m"], "org/m", "vllm launch render MODEL"),
         ([VLLM, "snapshot", "create", "org/m"], "org/m", "vllm snapshot create MODEL"),
-        ([VLLM, "serve", "--model", "org/a", "--model", "org/b"], "org/b", "--model"),
+        # vLLM moves the FIRST --model of `vllm serve` to the positional model
+        ([VLLM, "serve", "--model", "org/a", "--model", "org/b"], "org/a", "--model"),
     ],
 )
 def test_model_from_vllm_command_lines(argv: list[str], model: str, source: str) -> None:
@@ -46,10 +47,13 @@ def test_config_file_model(tmp_path: Path) -> None:
     assert found is not None and found.value == "x/y"
 
 
-def test_config_file_without_model_key(tmp_path: Path) -> None:
+def test_config_file_spelled_with_equals_is_not_read(tmp_path: Path) -> None:
     config = tmp_path / "serve.yaml"
-    config.write_text("port: 8000\n  model: nested-is-not-top-level\n")
-    assert model_from_command_line([VLLM, "serve", f"--config={config}"]) is None
+    config.write_text("port: 8000\nmodel: org/from-yaml\n")
+    # vLLM 0.32 pulls options only from `--config FILE`: with `--config=FILE` it serves its
+    # default model.
+    found = model_from_command_line([VLLM, "serve", f"--config={config}"])
+    assert found is not None and found.source == "vLLM's default model"
 
 
 def test_config_file_missing_is_an_error(tmp_path: Path) -> None:
@@ -59,7 +63,7 @@ def test_config_file_missing_is_an_error(tmp_path: Path) -> None:
     assert "--config" in info.value.render()
 
 
-def test_config_file_empty_model_is_an_error(tmp_path: Path) -> None:
+def test_config_file_list_model_is_an_error(tmp_path: Path) -> None:
     config = tmp_path / "serve.yaml"
     config.write_text("model:\n  - weird\n")
     with pytest.raises(ConfigError) as info:
@@ -75,8 +79,13 @@ def test_user_script_arguments_are_not_read() -> None:
 def test_precedence_env_then_command_line_then_hf_model() -> None:
     argv = [VLLM, "serve", "org/cli"]
     env = {"TT_META_MODEL": "org/env", "HF_MODEL": "org/hf"}
-    inputs = read_inputs(env, argv)
+    inputs = read_inputs(env, ["script.py"])
     assert inputs.model is not None and inputs.model.value == "org/env"
+    with pytest.raises(ConfigError):  # TT_META_MODEL cannot override the command line
+        read_inputs(env | {"TT_META_MODEL": "org/other"}, argv)
+    env["TT_META_MODEL"] = "org/cli"
+    inputs = read_inputs(env, argv)
+    assert inputs.model is not None and inputs.model.source == "environment variable TT_META_MODEL"
     assert [i.value for i in inputs.shadowed] == ["org/cli", "org/hf"]
     inputs = read_inputs({"HF_MODEL": "org/hf"}, argv)
     assert inputs.model is not None and inputs.model.value == "org/cli"

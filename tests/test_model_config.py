@@ -68,3 +68,87 @@ def test_bad_config_names_file_and_field(tmp_path: Path, content: bytes, needle:
     assert needle in rendered
     assert str(tmp_path / "config.json") in rendered
     assert "fix:" in rendered
+
+
+# -- The config vLLM reads: --revision, --hf-config-path, --hf-overrides ------------------
+
+from tt_meta_plugin._errors import SelectionError  # noqa: E402
+from tt_meta_plugin.selection.command_line import read_command_line  # noqa: E402
+from tt_meta_plugin.selection.decide import decide, gather_facts  # noqa: E402
+from tt_meta_plugin.selection.inputs import read_inputs  # noqa: E402
+from tt_meta_plugin.selection.policy import parse_policy  # noqa: E402
+
+VLLM = "/opt/venv/bin/vllm"
+
+
+def _hub(tmp_path: Path) -> dict[str, str]:
+    repo = tmp_path / "hub" / "models--org--m"
+    _write(repo / "snapshots" / "aaa" / "config.json", {"architectures": ["MainArch"]})
+    _write(repo / "snapshots" / "bbb" / "config.json", {"architectures": ["V2Arch"]})
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text("aaa")
+    (repo / "refs" / "v2").write_text("bbb")
+    return {"HF_HUB_CACHE": str(tmp_path / "hub")}
+
+
+def test_revision_reads_that_snapshot(tmp_path: Path) -> None:
+    env = _hub(tmp_path)
+    for rev, arch in (("v2", "V2Arch"), ("bbb", "V2Arch"), ("main", "MainArch")):
+        command = read_command_line([VLLM, "serve", "org/m", "--revision", rev])
+        assert read_model_config("org/m", env, command).architectures == (arch,)
+    missing = read_command_line([VLLM, "serve", "org/m", "--revision", "v3"])
+    config = read_model_config("org/m", env, missing)
+    assert config.path is None and config.unread and "'v3'" in config.unread
+
+
+def test_hf_config_path_is_read_instead(tmp_path: Path) -> None:
+    _write(tmp_path / "model" / "config.json", {"architectures": ["ModelArch"]})
+    _write(tmp_path / "cfg" / "config.json", {"architectures": ["CfgArch"], "model_type": "t"})
+    command = read_command_line([VLLM, "serve", str(tmp_path / "model"), "--hf-config-path",
+                                 str(tmp_path / "cfg")])
+    config = read_model_config(str(tmp_path / "model"), {}, command)
+    assert config.architectures == ("CfgArch",) and config.model_type == "t"
+    absent = read_command_line([VLLM, "serve", "m", "--hf-config-path", "org/absent"])
+    assert read_model_config("m", {"HF_HUB_CACHE": str(tmp_path)}, absent).unread
+
+
+def test_hf_overrides_change_what_rules_judge(tmp_path: Path) -> None:
+    _write(tmp_path / "m" / "config.json", {"architectures": ["A"], "model_type": "a"})
+    command = read_command_line([VLLM, "serve", str(tmp_path / "m"), "--hf-overrides",
+                                 '{"architectures": ["B"], "model_type": "b"}'])
+    config = read_model_config(str(tmp_path / "m"), {}, command)
+    assert (config.architectures, config.model_type) == (("B",), "b")
+    bad = read_command_line([VLLM, "serve", "m", "--hf-overrides", '{"architectures": "B"}'])
+    with pytest.raises(ConfigError) as info:
+        read_model_config(str(tmp_path / "m"), {}, bad)
+    assert "--hf-overrides" in info.value.render()
+
+
+POLICY = b"""
+version = 1
+allowed_backends = ["metal", "forge"]
+default_backend = "metal"
+
+[[rule]]
+architecture = "V2Arch"
+deny = true
+"""
+
+
+def test_unread_config_refused_when_a_rule_could_match(tmp_path: Path) -> None:
+    env = _hub(tmp_path)
+    policy = parse_policy(POLICY, "policy.toml")
+    inputs = read_inputs(env, [VLLM, "serve", "org/m", "--revision", "v2"])
+    facts, config = gather_facts(inputs, env)
+    with pytest.raises(SelectionError) as info:  # the deny rule matches v2
+        decide(policy, inputs, facts, config)
+    assert "V2Arch" in str(info.value)
+    inputs = read_inputs(env, [VLLM, "serve", "org/m", "--revision", "v3"])
+    facts, config = gather_facts(inputs, env)
+    with pytest.raises(SelectionError) as info:  # v3: not on disk, the rule could
+        decide(policy, inputs, facts, config)
+    assert "cannot read the model config vLLM will use" in str(info.value)
+    # no rule on architecture: nothing to refuse
+    plain = parse_policy(b'version = 1\nallowed_backends = ["metal"]\ndefault_backend = "metal"',
+                         "p.toml")
+    assert decide(plain, inputs, facts, config).backend == "metal"

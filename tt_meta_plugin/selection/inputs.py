@@ -2,9 +2,9 @@
 
 vLLM calls platform plugins before it has parsed its own arguments, so the model is read here
 from the places an operator can put it, in this order: `TT_META_MODEL`, the command line of
-the running vLLM entrypoint (`vllm serve M`, `--model M`, `--config FILE` with `model:`), and
-`HF_MODEL` (set by Tenstorrent's server images). Every value remembers where it came from, so
-`tt-meta explain` and every error can say so.
+the running vLLM entrypoint, read as vLLM reads it (command_line.py), and `HF_MODEL` (set by
+Tenstorrent's server images; read for processes that are not vLLM command lines). Every
+value remembers where it came from, so `tt-meta explain` and every error can say so.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from .._errors import ConfigError, where
+from .command_line import CommandLine, read_command_line
 
 ENV_MODEL = "TT_META_MODEL"
 ENV_BACKEND = "TT_META_BACKEND"
@@ -27,9 +28,6 @@ ENV_POLICY = "TT_META_POLICY"
 SYSTEM_POLICY = Path("/etc/tt-meta/policy.toml")
 DEFAULT_POLICY = Path(__file__).parent.parent / "default_policy.toml"
 MAX_POLICY_BYTES = 1 << 20
-
-# A `--config` file larger than this is not a vLLM config file; refuse rather than read it.
-_MAX_CONFIG_BYTES = 1 << 20
 
 
 # The value types below are plain classes with __slots__: every vLLM process creates them,
@@ -51,31 +49,57 @@ class Input:
 class Inputs:
     """Everything read from the environment and command line of this process."""
 
-    __slots__ = ("backend", "device", "model", "shadowed")
+    __slots__ = ("backend", "command", "device", "model", "shadowed")
 
     def __init__(self, model: Input | None, backend: Input | None, device: Input | None,
-                 shadowed: tuple[Input, ...] = ()) -> None:
+                 shadowed: tuple[Input, ...] = (), command: CommandLine | None = None) -> None:
         self.model, self.backend, self.device = model, backend, device
         # Model values found in lower-precedence places and not used (`tt-meta explain`).
         self.shadowed = shadowed
+        # The vLLM command line read (its --revision, --hf-config-path, --hf-overrides
+        # change which config.json vLLM reads).
+        self.command = command
 
 
-def read_inputs(environ: Mapping[str, str], argv: Sequence[str]) -> Inputs:
-    """Collect the model, backend and device for this process."""
+def read_inputs(environ: Mapping[str, str], argv: Sequence[str],
+                orig_argv: Sequence[str] | None = None) -> Inputs:
+    """Collect the model, backend and device for this process.
+
+    On a vLLM command line the model is what vLLM will load (command_line.py), and
+    `TT_META_MODEL`, when set, must name the same model: it cannot send a command line that
+    names a denied model past the policy. `HF_MODEL` is read only when the process is not a
+    vLLM command (a user's script creating `vllm.LLM`).
+    """
+    command = read_command_line(argv, orig_argv)
     candidates: list[Input] = []
     if environ.get(ENV_MODEL):
-        candidates.append(Input(environ[ENV_MODEL], f"environment variable {ENV_MODEL}"))
-    from_cli = model_from_command_line(argv)
-    if from_cli is not None:
+        candidates.append(Input(local_model(environ[ENV_MODEL]),
+                                f"environment variable {ENV_MODEL}"))
+    if command.loads and command.model is not None:
+        from_cli = Input(local_model(command.model), command.source)
+        if candidates and candidates[0].value != from_cli.value:
+            raise ConfigError(
+                f"{ENV_MODEL} names {candidates[0].value!r} but the vLLM command line loads "
+                f"{from_cli.value!r} (from {from_cli.source})",
+                where=f"environment variable {ENV_MODEL}",
+                fix=f"unset {ENV_MODEL}, or serve the model it names",
+            )
         candidates.append(from_cli)
-    if environ.get(ENV_HF_MODEL):
-        candidates.append(Input(environ[ENV_HF_MODEL], f"environment variable {ENV_HF_MODEL}"))
+    if environ.get(ENV_HF_MODEL) and command.loads is not False:
+        candidates.append(Input(local_model(environ[ENV_HF_MODEL]),
+                                f"environment variable {ENV_HF_MODEL}"))
     backend = _env_input(environ, ENV_BACKEND)
     device = _env_input(environ, ENV_DEVICE)
     if device is not None:
         device = Input(device.value.lower(), device.source)
     model = candidates[0] if candidates else None
-    return Inputs(model, backend, device, tuple(candidates[1:]))
+    return Inputs(model, backend, device, tuple(candidates[1:]), command)
+
+
+def local_model(model: str) -> str:
+    """A model that is a local path, as its real path: vLLM loads the files it resolves to,
+    so `//models/m`, `./m` and a symlink to it are the one model rules match on."""
+    return os.path.realpath(model) if os.path.exists(model) else model
 
 
 def _env_input(environ: Mapping[str, str], name: str) -> Input | None:
@@ -83,121 +107,14 @@ def _env_input(environ: Mapping[str, str], name: str) -> Input | None:
     return Input(value, f"environment variable {name}") if value else None
 
 
-def is_vllm_command(argv: Sequence[str]) -> bool:
-    """True when this process is a vLLM command-line entrypoint, not a user's own script.
-
-    `vllm ...` runs a console script named `vllm`; `python -m vllm.entrypoints.X` puts the path
-    of that module in argv[0]. A user's script that builds `vllm.LLM` is neither: its own
-    arguments are not vLLM's and are never read as a model.
-    """
-    if not argv:
-        return False
-    first = argv[0].replace("\\", "/")
-    return os.path.basename(first) == "vllm" or "/vllm/entrypoints/" in first
-
-
-def model_from_command_line(argv: Sequence[str]) -> Input | None:
-    """The model named on a vLLM command line, as vLLM itself would read it.
-
-    A positional model after `serve` beats `--model`, which beats `model:` in `--config`,
-    the same precedence vLLM applies.
-    """
-    if not is_vllm_command(argv):
+def model_from_command_line(argv: Sequence[str],
+                            orig_argv: Sequence[str] | None = None) -> Input | None:
+    """The model a vLLM command line loads, as vLLM reads it (None: no vLLM command line, or
+    one that loads no model)."""
+    command = read_command_line(argv, orig_argv)
+    if not command.loads or command.model is None:
         return None
-    args = list(argv[1:])
-    for words in _POSITIONAL_MODEL_COMMANDS:
-        n = len(words)
-        if len(args) > n and _matches(args[:n], words) and not args[n].startswith("-"):
-            shown = " ".join(args[:n])
-            return Input(args[n], f"command line (vllm {shown} MODEL)")
-    flag = _flag_value(args, "--model")
-    if flag is not None:
-        return Input(flag, "command line (--model)")
-    config = _flag_value(args, "--config")
-    if config is not None:
-        value = _model_from_config_file(config)
-        if value is not None:
-            return Input(value, f"command line (--config {config}, key 'model')")
-    return None
-
-
-# vLLM subcommands that take the model as a positional argument ("*" is any one word):
-# `vllm serve M`, `vllm launch render M`, `vllm snapshot create M`.
-_POSITIONAL_MODEL_COMMANDS = (("serve",), ("launch", "*"), ("snapshot", "create"))
-
-
-def _matches(args: Sequence[str], words: Sequence[str]) -> bool:
-    pairs = zip(args, words, strict=True)
-    return all((w == "*" and not a.startswith("-")) or a == w for a, w in pairs)
-
-
-def _flag_value(args: Sequence[str], flag: str) -> str | None:
-    """The last value given to `flag` as `--flag X` or `--flag=X` (argparse keeps the last)."""
-    found: str | None = None
-    for i, arg in enumerate(args):
-        if arg == "--":
-            break
-        if arg == flag and i + 1 < len(args):
-            found = args[i + 1]
-        elif arg.startswith(flag + "="):
-            found = arg[len(flag) + 1 :]
-    return found
-
-
-def _model_from_config_file(path: str) -> str | None:
-    """The top-level `model:` scalar of a vLLM YAML config file.
-
-    vLLM's config files are flat `key: value` mappings. Reading only the top-level `model`
-    line keeps a YAML library out of every process's start-up; anything else in the file is
-    vLLM's business.
-    """
-    try:
-        with open(path, "rb") as handle:
-            raw = handle.read(_MAX_CONFIG_BYTES + 1)
-    except OSError as exc:
-        raise ConfigError(
-            f"cannot read the vLLM config file given with --config: {exc.strerror}",
-            where=where(path),
-            fix="pass an existing, readable YAML file to --config",
-        ) from None
-    if len(raw) > _MAX_CONFIG_BYTES:
-        raise ConfigError(
-            "the vLLM config file given with --config is larger than 1 MiB",
-            where=where(path),
-            fix="pass the YAML config file vLLM expects (flat 'key: value' lines)",
-        )
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError:
-        raise ConfigError(
-            "the vLLM config file given with --config is not UTF-8 text",
-            where=where(path),
-            fix="save the file as UTF-8",
-        ) from None
-    for line in text.splitlines():
-        if not line.startswith("model") or line[:1].isspace():
-            continue
-        key, sep, rest = line.partition(":")
-        if key.strip() != "model" or not sep:
-            continue
-        value = _yaml_scalar(rest)
-        if not value:
-            raise ConfigError(
-                "the 'model' key in the vLLM config file has no value on its line",
-                where=where(path, "model"),
-                fix="write the model on the same line, e.g. 'model: meta-llama/Llama-3.1-8B'",
-            )
-        return value
-    return None
-
-
-def _yaml_scalar(text: str) -> str:
-    text = text.strip()
-    if text[:1] in ("'", '"'):
-        quote = text[0]
-        end = text.find(quote, 1)
-        return text[1:end] if end > 0 else text[1:]
-    return text.split(" #", 1)[0].strip()
+    return Input(command.model, command.source)
 
 
 def policy_path(environ: Mapping[str, str]) -> Path:

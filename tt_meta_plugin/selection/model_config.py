@@ -3,6 +3,12 @@
 Never the network: this runs in every vLLM process before anything is loaded, and a decision
 must not depend on what a hub answers. A model whose config is not on disk simply has no
 architecture or model type, and rules that need them do not match it.
+
+The config read is the one vLLM reads (vllm/config/model.py, ModelConfig.__post_init__):
+`--hf-config-path` instead of the model, at `--revision`, with `--hf-overrides` applied
+(`architectures` and `model_type` replace the file's). When that config is not on disk (a
+revision or a config path not in the cache), `unread` says so, and the decision refuses if a
+rule on architecture or model type could change the outcome.
 """
 
 from __future__ import annotations
@@ -11,9 +17,12 @@ import json
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from .._errors import ConfigError, where
+
+if TYPE_CHECKING:
+    from .command_line import CommandLine
 
 # Key a model directory may use to name its backend; honoured only when the policy says
 # `trust_model_metadata = true`.
@@ -29,6 +38,8 @@ class ModelConfig(NamedTuple):
     architectures: tuple[str, ...] = ()
     model_type: str | None = None
     metadata_backend: str | None = None
+    # Why the config vLLM reads could not be read here (None: read, or simply not on disk).
+    unread: str | None = None
 
 
 def hub_cache_dir(environ: Mapping[str, str]) -> Path:
@@ -41,8 +52,10 @@ def hub_cache_dir(environ: Mapping[str, str]) -> Path:
     return Path(xdg) / "huggingface" / "hub"
 
 
-def find_config(model: str, environ: Mapping[str, str]) -> Path | None:
-    """The config.json for `model`: in the directory it names, else in the local hub cache."""
+def find_config(model: str, environ: Mapping[str, str],
+                revision: str | None = None) -> Path | None:
+    """The config.json for `model`: in the directory it names, else in the local hub cache
+    (at `revision`, a branch, tag or commit, when given; a local directory has none)."""
     local = Path(model).expanduser()
     if local.is_dir():
         candidate = local / "config.json"
@@ -51,6 +64,8 @@ def find_config(model: str, environ: Mapping[str, str]) -> Path | None:
         return None  # a path that does not exist, not a hub id
     repo = hub_cache_dir(environ) / ("models--" + model.replace("/", "--"))
     snapshots = repo / "snapshots"
+    if revision is not None:
+        return _at_revision(repo, revision)
     try:
         revision = (repo / "refs" / "main").read_text(encoding="ascii").strip()
     except (OSError, UnicodeDecodeError):
@@ -67,11 +82,61 @@ def find_config(model: str, environ: Mapping[str, str]) -> Path | None:
     return max(found, key=lambda p: p.stat().st_mtime_ns) if found else None
 
 
-def read_model_config(model: str, environ: Mapping[str, str]) -> ModelConfig:
-    """Read `architectures`, `model_type` and the metadata backend key of `model`."""
-    path = find_config(model, environ)
-    if path is None:
-        return ModelConfig()
+def _at_revision(repo: Path, revision: str) -> Path | None:
+    """huggingface_hub's cache layout: refs/<branch or tag> holds a commit; snapshots/<commit>."""
+    commit = revision
+    if "/" not in revision and "\\" not in revision and revision not in (".", ".."):
+        try:
+            commit = (repo / "refs" / revision).read_text(encoding="ascii").strip()
+        except (OSError, UnicodeDecodeError):
+            commit = revision
+    if "/" in commit or commit in (".", "..", ""):
+        return None
+    candidate = repo / "snapshots" / commit / "config.json"
+    return candidate if candidate.is_file() else None
+
+
+def read_model_config(model: str, environ: Mapping[str, str],
+                      command: CommandLine | None = None) -> ModelConfig:
+    """Read `architectures`, `model_type` and the metadata backend key of the config vLLM
+    reads for `model` (with the command line's --hf-config-path, --revision, --hf-overrides)."""
+    source = command.hf_config_path if command and command.hf_config_path else model
+    revision = command.revision if command else None
+    path = find_config(source, environ, revision)
+    unread = None
+    if path is None and revision is not None:
+        unread = f"revision {revision!r} of {source!r} is not in the local Hugging Face cache"
+    elif path is None and source != model:
+        unread = f"the config of --hf-config-path {source!r} is not on local disk"
+    config = ModelConfig(unread=unread) if path is None else _read(path)
+    return _overridden(config, command.hf_overrides if command else None)
+
+
+def _overridden(config: ModelConfig, overrides: dict[str, Any] | None) -> ModelConfig:
+    """--hf-overrides as vLLM applies them: top-level values replace the config's
+    (`config.update`); a nested object updates a sub-config, which rules do not read."""
+    if not overrides:
+        return config
+    fix = 'write --hf-overrides \'{"architectures": ["NameForCausalLM"]}\''
+    if "architectures" in overrides:
+        value = overrides["architectures"]
+        if not isinstance(value, list) or not all(isinstance(a, str) for a in value):
+            raise ConfigError("tt_meta cannot tell which architectures vLLM will use: "
+                              "--hf-overrides sets 'architectures' to something other than "
+                              "a list of names", where="the vLLM command line, --hf-overrides",
+                              fix=fix)
+        config = config._replace(architectures=tuple(value))
+    if "model_type" in overrides:
+        value = overrides["model_type"]
+        if not isinstance(value, str):
+            raise ConfigError("tt_meta cannot tell which model type vLLM will use: "
+                              "--hf-overrides sets 'model_type' to something other than a "
+                              "name", where="the vLLM command line, --hf-overrides", fix=fix)
+        config = config._replace(model_type=value)
+    return config
+
+
+def _read(path: Path) -> ModelConfig:
     fix = "repair the file or download the model again"
     try:
         with open(path, "rb") as handle:
