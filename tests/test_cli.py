@@ -93,6 +93,24 @@ def test_doctor_reports_conflicts_and_backends(
     assert proc.returncode == 0, proc.stdout
 
 
+def test_doctor_checks_what_vllm_and_ray_read(
+    make_site: SiteMaker, policy_file: Callable[[str], Path]
+) -> None:
+    site = make_site("tt-vllm-plugin", "vllm-tt")
+    policy = str(policy_file(TWO_BACKENDS_POLICY))
+    proc = tt_meta(site, "doctor", VLLM_PLUGINS="tt_meta, other", TT_META_POLICY=policy,
+                   VLLM_TARGET_DEVICE="cpu", RAY_RUNTIME_ENV_HOOK="ops.hooks.env")
+    assert proc.returncode == 1, proc.stdout
+    out = proc.stdout
+    assert ("[warn] VLLM_PLUGINS: VLLM_PLUGINS has spaces around 'other': vLLM does not strip "
+            "them, so it looks for a plugin named ' other'") in out
+    assert "[FAIL] VLLM_TARGET_DEVICE: VLLM_TARGET_DEVICE=cpu asks vLLM for its own cpu" in out
+    assert "[  ok] RAY_RUNTIME_ENV_HOOK: RAY_RUNTIME_ENV_HOOK=ops.hooks.env: a vLLM server" in out
+    relative = tt_meta(site, "doctor", VLLM_PLUGINS="tt_meta", TT_META_POLICY="policy.toml")
+    assert "[warn] TT_META_POLICY: TT_META_POLICY=policy.toml is relative" in relative.stdout
+    assert "fix: set TT_META_POLICY to an absolute path" in relative.stdout
+
+
 def test_doctor_device_check(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The device probe, pointed at a folder the test controls instead of /dev/tenstorrent."""
     monkeypatch.setattr(_doctor, "DEVICE_GLOB", str(tmp_path / "*"))

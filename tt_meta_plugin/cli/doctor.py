@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import glob
+import os
 from collections.abc import Mapping
 from typing import NamedTuple
 
 from .._errors import TTMetaError
 from .._metadata import PLATFORM_GROUP, entry_points, normalize
 from ..activation.backend import (
+    check_target_device,
     check_vllm_plugins,
     installed_vllm_version,
     locate,
@@ -16,7 +18,10 @@ from ..activation.backend import (
     vllm_mismatch,
 )
 from ..activation.recorded_decision import ENV_DECISION
+from ..ray_entry import ENV_RAY_HOOK
+from ..ray_entry import HOOK as RAY_HOOK
 from ..selection.catalog import Catalog
+from ..selection.inputs import ENV_POLICY
 from ..selection.policy import load_policy
 from ..trust.manifest import installed_entry_points
 
@@ -49,10 +54,29 @@ def run_checks(environ: Mapping[str, str]) -> list[Check]:
             checks.append(Check(OK, "VLLM_PLUGINS", f"VLLM_PLUGINS={value}"))
     except TTMetaError as error:
         checks.append(from_error("VLLM_PLUGINS", error))
-    if environ.get("VLLM_TARGET_DEVICE") == "cpu":
-        checks.append(Check(FAIL, "VLLM_TARGET_DEVICE",
-                            "VLLM_TARGET_DEVICE=cpu makes vLLM skip every platform plugin",
-                            "unset VLLM_TARGET_DEVICE (Tenstorrent images set it to 'tt')"))
+    spaced = [n for n in environ.get("VLLM_PLUGINS", "").split(",") if n != n.strip()]
+    if spaced:
+        checks.append(Check(WARN, "VLLM_PLUGINS",
+                            f"VLLM_PLUGINS has spaces around {spaced[0].strip()!r}: vLLM does "
+                            f"not strip them, so it looks for a plugin named {spaced[0]!r}",
+                            "write the names separated by commas only, e.g. "
+                            "VLLM_PLUGINS=tt_meta"))
+    try:
+        check_target_device(environ)
+    except TTMetaError as error:
+        checks.append(from_error("VLLM_TARGET_DEVICE", error))
+    policy_env = environ.get(ENV_POLICY, "").strip()
+    if policy_env and not os.path.isabs(policy_env):
+        checks.append(Check(WARN, ENV_POLICY,
+                            f"{ENV_POLICY}={policy_env} is relative: each vLLM process reads it "
+                            "from its own working directory, and Ray workers on other nodes "
+                            "start in another one",
+                            f"set {ENV_POLICY} to an absolute path"))
+    hook = environ.get(ENV_RAY_HOOK)
+    if hook and hook != RAY_HOOK:
+        checks.append(Check(OK, ENV_RAY_HOOK,
+                            f"{ENV_RAY_HOOK}={hook}: a vLLM server under tt_meta runs it, then "
+                            "adds its decision to the Ray job's environment"))
     if environ.get(ENV_DECISION):
         checks.append(Check(WARN, ENV_DECISION,
                             "set in this shell: every vLLM started here reuses that decision",
