@@ -23,6 +23,9 @@ CHILD_BUDGET = frozenset({
     "tt_meta_plugin.activation.backend", "tt_meta_plugin.activation.child_process",
     "tt_meta_plugin.activation.recorded_decision",
     "tt_meta_plugin.selection", "tt_meta_plugin.selection.inputs",
+    # How a vLLM command line is read (a child compares its model with the decision's); its
+    # option table, vllm_options, loads only for a vLLM command line, not this worker's.
+    "tt_meta_plugin.selection.command_line",
     "tt_meta_plugin.trust", "tt_meta_plugin.trust.import_guard",
     "tt_meta_plugin.trust.permissions", "tt_meta_plugin.trust.settings_seal",
     "tt_meta_plugin.trust.trusted_set", "tt_meta_plugin.trust.verification_record",

@@ -116,8 +116,35 @@ def _audit_log() -> str | None:
         return None
 
 
-def platform_plugin() -> str:
-    """vLLM platform plugin: the chosen backend's platform class path."""
+_model_less: bool | None = None
+
+
+def _serves_no_model() -> bool:
+    """True for a vLLM command that loads no model (`vllm --version`, `--help`, `chat`,
+    `complete`, `bench serve`, `collect-env`, plain `vllm`), in a process no vLLM server
+    started: tt_meta stays out of its way, and vLLM picks its built-in platform. A command
+    line tt_meta cannot read is left to current(), which refuses it."""
+    global _model_less
+    if _model_less is None:
+        _model_less = False
+        if recorded_decision.ENV_DECISION not in os.environ:  # a child keeps its path
+            from .selection.command_line import read_command_line
+
+            try:
+                command = read_command_line(sys.argv)
+            except Exception:
+                return False
+            _model_less = command.loads is False
+            if _model_less:
+                log(logging.DEBUG, "tt_meta: `%s` loads no model; no backend chosen",
+                    command.command)
+    return _model_less
+
+
+def platform_plugin() -> str | None:
+    """vLLM platform plugin: the chosen backend's platform class path (None: no model)."""
+    if _serves_no_model():
+        return None
     return current().platform
 
 
@@ -127,6 +154,8 @@ def general_plugin() -> None:
     if _general_done:
         return
     _general_done = True
+    if _serves_no_model():
+        return
     activation = current()
     from .activation.backend import run_general_plugins
 

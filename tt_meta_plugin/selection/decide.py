@@ -32,8 +32,10 @@ class Decision(NamedTuple):
 def gather_facts(inputs: Inputs, environ: Mapping[str, str]) -> tuple[Facts, ModelConfig]:
     """Turn the inputs into what rules match on, reading the model's config from disk."""
     model = inputs.model.value if inputs.model else None
-    config = read_model_config(model, environ) if model else ModelConfig()
-    model_path = os.path.abspath(os.path.expanduser(model)) if model and os.path.isdir(
+    command = inputs.command if inputs.command and inputs.command.loads else None
+    config = read_model_config(model, environ, command) if model else ModelConfig()
+    # A local model is matched by its real path, the files vLLM loads (inputs.local_model).
+    model_path = os.path.realpath(os.path.expanduser(model)) if model and os.path.isdir(
         os.path.expanduser(model)
     ) else None
     facts = Facts(
@@ -47,6 +49,8 @@ def gather_facts(inputs: Inputs, environ: Mapping[str, str]) -> tuple[Facts, Mod
 
 
 def decide(policy: Policy, inputs: Inputs, facts: Facts, config: ModelConfig) -> Decision:
+    if config.unread:
+        _refuse_if_config_matters(policy, facts, config.unread)
     rule = policy.first_match(facts)
     if rule is not None and rule.deny:
         raise SelectionError(
@@ -90,3 +94,20 @@ def decide(policy: Policy, inputs: Inputs, facts: Facts, config: ModelConfig) ->
             fix=f"add '{chosen}' to allowed_backends if this host may run it, or choose another",
         )
     return Decision(chosen, reason, used_rule, facts, config)
+
+
+def _refuse_if_config_matters(policy: Policy, facts: Facts, unread: str) -> None:
+    """The config vLLM reads is not on disk: refuse if a rule on architecture or model type,
+    before the rule that matches without it, could match once the config is known."""
+    for rule in policy.rules:
+        if rule.matches(facts):
+            return
+        if (rule.architecture or rule.model_type) and rule._replace(
+                architecture=(), model_type=()).matches(facts):
+            raise SelectionError(
+                f"tt_meta cannot read the model config vLLM will use ({unread}), and "
+                f"{rule.describe()} could match it",
+                where=policy.source,
+                fix="download that revision or config first (huggingface-cli download MODEL "
+                    "--revision REV), or serve without --revision/--hf-config-path",
+            )
