@@ -55,9 +55,9 @@ def vllm_reads(program: str, args: list[str]) -> dict[str, Any]:
     tag = getattr(namespace, "model_tag", None)
     if path in POSITIONAL_MODEL and tag is not None and (tag or path != "vllm snapshot create"):
         model = tag
-    overrides = namespace.hf_overrides
-    return {"command": path, "model": model, "revision": namespace.revision,
-            "hf_config_path": namespace.hf_config_path,
+    overrides = getattr(namespace, "hf_overrides", None)
+    return {"command": path, "model": model, "revision": getattr(namespace, "revision", None),
+            "hf_config_path": getattr(namespace, "hf_config_path", None),
             "hf_overrides": overrides if isinstance(overrides, dict) else repr(overrides)}
 
 
