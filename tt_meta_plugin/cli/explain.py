@@ -16,13 +16,24 @@ from ..activation.first_process import (
     trusted_target,
 )
 from ..activation.recorded_decision import ENV_DECISION
+from ..selection.command_line import read_command_line
 
 
 def explain(environ: MutableMapping[str, str], argv: Sequence[str]) -> tuple[int, dict[str, Any]]:
-    """Return (exit code, report). Exit 0 when a vLLM process would delegate, 1 otherwise."""
+    """Return (exit code, report). Exit 0 when a vLLM process would delegate or the command
+    loads no model, 1 when it would be refused."""
     env = dict(environ)
     env.pop(ENV_DECISION, None)  # explain makes a fresh decision, as a first process would
     report: dict[str, Any] = {"delegate": False}
+    try:
+        # The command line as vLLM would read it in that process (`python -m ...` too).
+        command = read_command_line(argv)
+    except TTMetaError as error:
+        report["refusal"] = _error(error)
+        return 1, report
+    if command.loads is False:
+        report["loads_no_model"] = command.command
+        return 0, report
     try:
         policy = load_checked_policy(env)
         trusted = trusted_set_for(policy)
@@ -91,6 +102,9 @@ def render(report: dict[str, Any], as_json: bool) -> str:
     if as_json:
         return json.dumps(report, indent=2, sort_keys=True)
     lines: list[str] = []
+    if "loads_no_model" in report:
+        return (f"command:       `{report['loads_no_model']}` loads no model\n"
+                "verdict:       tt_meta chooses no backend (vLLM uses its built-in platform)")
     if "policy" in report:
         inputs = report["inputs"]
         lines.append(f"policy:        {report['policy']}")
