@@ -66,7 +66,7 @@ from tt_meta_plugin.trust.envelope import (
     Signature,
     parse_envelope,
 )
-from tt_meta_plugin.trust.manifest import FileEntry, Manifest, parse_manifest
+from tt_meta_plugin.trust.manifest import Editable, FileEntry, Manifest, parse_manifest
 from tt_meta_plugin.trust.signing import sign_manifest
 
 MANIFEST_WHERE = "/site-packages/backend.dist-info/tt_meta.manifest.json"
@@ -289,8 +289,9 @@ def json_checks(what: str) -> list[tuple[str, str]]:
 
 MANIFEST_CHECKS: list[tuple[str, str]] = [
     *json_checks("the manifest"),
-    ("keys", r"the manifest must have exactly the keys \[.*\]"),
-    ("kind", r"the manifest is not a tt-meta/manifest version 1 document"),
+    ("keys", r"the manifest must have exactly the keys \[.*\] \(version 1\), or those and "
+             r"'editable' \(version 2\)"),
+    ("kind", r"the manifest is not a tt-meta/manifest version [12] document"),
     ("string", r"the manifest key '(backend|distribution|version)' must be a non-empty string"),
     ("integer", r"the manifest key '(issued|expires|serial)' must be a non-negative integer"),
     ("requirement", r"the manifest key 'vllm_requirement' must be a string or null"),
@@ -307,6 +308,18 @@ MANIFEST_CHECKS: list[tuple[str, str]] = [
     ("size", r"the manifest gives .* a size that is not a non-negative integer"),
     ("sha256", r"the manifest gives .* a sha256 that is not 64 lower-case hex digits"),
     ("duplicate-path", r"the manifest lists .* twice"),
+    ("editable", r"the manifest key 'editable' must be an object with exactly the keys \[.*\]"),
+    ("editable-file", r"the manifest key 'editable' names the (pth|finder) .*, which is not a "
+                      r"'\.(pth|py)' file at the install root listed in 'files'"),
+    ("editable-shape", r"the manifest key 'editable' must name exactly one of 'finder' and "
+                       r"'path_entry'"),
+    ("editable-path", r"the manifest key 'editable' names the path .*, which is not a "
+                      r"normalised absolute path"),
+    ("editable-sources", r"the manifest key 'editable' must map 'sources' to a non-empty object"),
+    ("editable-source", r"the manifest key 'editable' has the source .*, which is not a "
+                        r"top-level package or module name of the listed files"),
+    ("editable-entry", r"the manifest key 'editable' puts the source .* at .*, not in its path "
+                       r"entry .*"),
 ]
 TOP_KEYS = ["_type", "spec_version", "backend", "distribution", "version", "entry_points",
             "vllm_requirement", "issued", "expires", "serial", "files"]
@@ -325,12 +338,54 @@ PATHS = st.lists(PART, min_size=1, max_size=3).map("/".join).filter(
 FILE_ENTRIES = st.builds(FileEntry, path=PATHS, size=COUNTS, sha256=HEX64)
 ENTRY_POINTS = st.dictionaries(TEXT, st.dictionaries(TEXT, TEXT, max_size=2), max_size=2)
 
-MANIFESTS = st.builds(
+PLAIN_MANIFESTS = st.builds(
     Manifest,
     backend=NAMES, distribution=NAMES, version=NAMES, entry_points=ENTRY_POINTS,
     vllm_requirement=st.none() | TEXT, issued=COUNTS, expires=COUNTS, serial=COUNTS,
     files=st.lists(FILE_ENTRIES, min_size=1, max_size=3, unique_by=lambda f: f.path).map(tuple),
+    editable=st.none(),
 )
+
+# An editable install's parts: identifiers for its sources, absolute directories.
+IDENTIFIERS = st.from_regex(r"[A-Za-z_][A-Za-z0-9_]{0,6}", fullmatch=True).filter(
+    lambda n: not n.endswith("_finder"))  # never a finder module's name
+DIRS = st.lists(PART, min_size=1, max_size=3).map(lambda parts: "/" + "/".join(parts)).filter(
+    lambda p: p[2:3] != ":" and unicodedata.normalize("NFC", p) == p)
+
+
+@st.composite
+def editable_section(draw: st.DrawFn, files: list[dict[str, Any]]) -> dict[str, Any]:
+    """A valid 'editable' object for a document with `files`, adding to `files` what it names
+    (the .pth, the finder, two files per source, so that a change of one path keeps it valid)."""
+    taken = {f["path"] for f in files}
+    tops = draw(st.lists(IDENTIFIERS.filter(lambda n: n not in taken), min_size=1, max_size=2,
+                         unique=True))
+    names = [f"{t}.py" if draw(st.booleans()) else t for t in tops]
+    entry = draw(st.none() | DIRS)
+    finder = None if entry is not None else draw(IDENTIFIERS.map(lambda n: f"_{n}_finder.py"))
+    pth = draw(IDENTIFIERS.map(lambda n: f"__editable__.{n}.pth"))
+    for path in (pth, finder, *(n for n in names if n.endswith(".py"))):
+        if path is not None and path not in taken:
+            files.append({"path": path, "size": draw(COUNTS), "sha256": draw(HEX64)})
+            taken.add(path)
+    for name in names:
+        if not name.endswith(".py"):
+            files += [{"path": f"{name}/{leaf}", "size": draw(COUNTS), "sha256": draw(HEX64)}
+                      for leaf in ("__init__.py", "mod.py")]
+    sources = {n: f"{entry}/{n}" if entry is not None else draw(DIRS) for n in names}
+    return {"pth": pth, "finder": finder, "path_entry": entry, "sources": sources}
+
+
+@st.composite
+def editable_manifests(draw: st.DrawFn) -> Manifest:
+    plain = draw(PLAIN_MANIFESTS)
+    files = [f._asdict() for f in plain.files]
+    section = draw(editable_section(files))
+    return plain._replace(files=tuple(FileEntry(**f) for f in files),
+                          editable=Editable(**section))
+
+
+MANIFESTS = PLAIN_MANIFESTS | editable_manifests()
 
 
 def expected_manifest(doc: Mapping[str, Any]) -> Manifest:
@@ -340,6 +395,7 @@ def expected_manifest(doc: Mapping[str, Any]) -> Manifest:
         entry_points=doc["entry_points"], vllm_requirement=doc["vllm_requirement"],
         issued=doc["issued"], expires=doc["expires"], serial=doc["serial"],
         files=tuple(FileEntry(f["path"], f["size"], f["sha256"]) for f in doc["files"]),
+        editable=Editable(**doc["editable"]) if "editable" in doc else None,
     )
 
 
@@ -384,7 +440,12 @@ def m_valid_entry_points(draw: st.DrawFn, doc: dict[str, Any]) -> Mutant:
 
 
 def m_valid_path(draw: st.DrawFn, doc: dict[str, Any]) -> Mutant:
-    entry = entry_of(draw, doc)
+    named = set(doc.get("editable", {}).get("sources", {})) | {
+        doc.get("editable", {}).get("pth"), doc.get("editable", {}).get("finder")}
+    entry = draw(st.sampled_from([e for e in doc["files"] if e["path"] not in named]
+                                 or [{"path": ""}]))
+    if not entry["path"]:  # every file is named by the editable section
+        return Mutant(doc, OK)
     taken = {e["path"] for e in doc["files"] if e is not entry}
     entry["path"] = draw(PATHS.filter(lambda p: p not in taken))
     return Mutant(doc, OK)
@@ -450,22 +511,23 @@ def m_keys(draw: st.DrawFn, doc: dict[str, Any]) -> Mutant:
     if how == "missing":
         del doc[draw(st.sampled_from(TOP_KEYS))]
     elif how == "unknown":
-        doc[draw(TEXT.filter(lambda k: k not in TOP_KEYS))] = draw(json_not())
+        doc[draw(TEXT.filter(lambda k: k not in TOP_KEYS and k != "editable"))] = draw(json_not())
     else:
         return Mutant(draw(json_not("object") | st.just([doc])), "keys", "exactly the keys")
     return Mutant(doc, "keys", "exactly the keys")
 
 
 def m_kind(draw: st.DrawFn, doc: dict[str, Any]) -> Mutant:
+    version = doc["spec_version"]  # 1, or 2 with an 'editable' key: either must match
     if draw(st.booleans()):
         doc["_type"] = draw(json_not("string") | TEXT.filter(lambda t: t != "tt-meta/manifest")
                             | st.sampled_from(["tt-meta/Manifest", "tt-meta/manifest "]))
     else:
         # Not `true`, which the parser takes for 1: test_manifest_spec_version_true_is_refused.
         doc["spec_version"] = draw(json_not("int", "bool") | st.just(False)
-                                   | st.integers().filter(lambda n: n != 1))
+                                   | st.integers().filter(lambda n: n != version))
     # The message names the expected document kind, not the key (see NEEDLE_LIMITS).
-    return Mutant(doc, "kind", "tt-meta/manifest version 1")
+    return Mutant(doc, "kind", f"tt-meta/manifest version {version}")
 
 
 def m_string(draw: st.DrawFn, doc: dict[str, Any]) -> Mutant:
@@ -571,6 +633,100 @@ def m_duplicate_path(draw: st.DrawFn, doc: dict[str, Any]) -> Mutant:
     return Mutant(doc, "duplicate-path", f"{entry['path']!r} twice")
 
 
+def editable_of(draw: st.DrawFn, doc: dict[str, Any]) -> dict[str, Any]:
+    """The document's 'editable' object, made version 2 with a valid one if it had none."""
+    if "editable" not in doc:
+        doc["spec_version"] = 2
+        doc["editable"] = draw(editable_section(doc["files"]))
+    section: dict[str, Any] = doc["editable"]
+    return section
+
+
+def m_valid_editable(draw: st.DrawFn, doc: dict[str, Any]) -> Mutant:
+    # A plain manifest made editable, or an editable one moved to other directories.
+    if "editable" in doc and draw(st.booleans()):
+        section = doc["editable"]
+        if section["path_entry"] is not None:
+            entry = section["path_entry"] = draw(DIRS)
+            section["sources"] = {n: f"{entry}/{n}" for n in section["sources"]}
+        else:
+            section["sources"] = {n: draw(DIRS) for n in section["sources"]}
+    else:
+        editable_of(draw, doc)
+    return Mutant(doc, OK)
+
+
+def m_editable(draw: st.DrawFn, doc: dict[str, Any]) -> Mutant:
+    section = editable_of(draw, doc)
+    how = draw(st.sampled_from(["not an object", "missing", "unknown"]))
+    if how == "not an object":
+        doc["editable"] = draw(json_not("object"))
+    elif how == "missing":
+        del section[draw(st.sampled_from(sorted(section)))]
+    else:
+        section[draw(TEXT.filter(lambda k: k not in section))] = draw(json_not())
+    return Mutant(doc, "editable", "'editable'")
+
+
+def m_editable_file(draw: st.DrawFn, doc: dict[str, Any]) -> Mutant:
+    section = editable_of(draw, doc)
+    key = "finder" if section["finder"] is not None and draw(st.booleans()) else "pth"
+    suffix = ".py" if key == "finder" else ".pth"
+    section[key] = draw(json_not("string", "null") | st.sampled_from(
+        [f"a/b{suffix}", "x.txt", f"unlisted{suffix}", ""]))
+    return Mutant(doc, "editable-file", f"the {key}")
+
+
+def m_editable_shape(draw: st.DrawFn, doc: dict[str, Any]) -> Mutant:
+    section = editable_of(draw, doc)
+    if draw(st.booleans()):
+        section["finder"] = section["path_entry"] = None
+    elif section["finder"] is not None:
+        section["path_entry"] = draw(DIRS)
+    else:
+        finder = section["finder"] = draw(IDENTIFIERS.map(lambda n: f"_{n}_finder.py"))
+        if finder not in {f["path"] for f in doc["files"]}:
+            doc["files"].append({"path": finder, "size": 0, "sha256": "0" * 64})
+    return Mutant(doc, "editable-shape", "exactly one of 'finder' and 'path_entry'")
+
+
+BAD_DIRS = st.sampled_from(["", "/", "relative/dir", "//host/x", "/a/../b", "/a/./b", "/a//b",
+                            "/a/", "/a\\b", "/caf\u0065\u0301"]) | json_not("string", "null")
+
+
+def m_editable_path(draw: st.DrawFn, doc: dict[str, Any]) -> Mutant:
+    section = editable_of(draw, doc)
+    bad = draw(BAD_DIRS)
+    if section["path_entry"] is not None and draw(st.booleans()):
+        section["path_entry"] = bad
+    else:
+        section["sources"][draw(st.sampled_from(sorted(section["sources"])))] = bad
+    return Mutant(doc, "editable-path", "the path")
+
+
+def m_editable_sources(draw: st.DrawFn, doc: dict[str, Any]) -> Mutant:
+    editable_of(draw, doc)["sources"] = draw(st.just({}) | json_not("object", "list"))
+    return Mutant(doc, "editable-sources", "'sources'")
+
+
+def m_editable_source(draw: st.DrawFn, doc: dict[str, Any]) -> Mutant:
+    section = editable_of(draw, doc)
+    name = draw(st.sampled_from(["a-b", "", "1x", "x/y", "x.pyc", "unlisted", section["pth"]])
+                | TEXT.filter(lambda t: not t.isidentifier()))
+    section["sources"][name] = "/elsewhere"  # a valid path: the name is checked first
+    return Mutant(doc, "editable-source", repr(name))
+
+
+def m_editable_entry(draw: st.DrawFn, doc: dict[str, Any]) -> Mutant:
+    section = editable_of(draw, doc)
+    if section["path_entry"] is None:
+        section["finder"], section["path_entry"] = None, draw(DIRS)
+    name = draw(st.sampled_from(sorted(section["sources"])))
+    section["sources"] = {n: f"{section['path_entry']}/{n}" for n in section["sources"]}
+    section["sources"][name] = draw(DIRS.filter(lambda d: d != f"{section['path_entry']}/{name}"))
+    return Mutant(doc, "editable-entry", repr(name))
+
+
 MANIFEST_MUTATIONS: dict[str, Mutation] = {
     "reformatted": m_reformatted, "valid-text": m_valid_text, "valid-count": m_valid_count,
     "valid-requirement": m_valid_requirement, "valid-entry-points": m_valid_entry_points,
@@ -583,6 +739,10 @@ MANIFEST_MUTATIONS: dict[str, Mutation] = {
     **{kind: m_path(kind) for kind in ("path-absolute", "path-chars", "path-nfc",
                                        "path-component")},
     "size": m_size, "sha256": m_sha256, "duplicate-path": m_duplicate_path,
+    "valid-editable": m_valid_editable, "editable": m_editable,
+    "editable-file": m_editable_file, "editable-shape": m_editable_shape,
+    "editable-path": m_editable_path, "editable-sources": m_editable_sources,
+    "editable-source": m_editable_source, "editable-entry": m_editable_entry,
 }
 
 

@@ -66,17 +66,26 @@ def dist_info_dir(dist: Distribution) -> Path | None:
     return Path(path).resolve() if path is not None else None
 
 
-def refuse_editable(dist: Distribution, label: str) -> None:
+def is_editable(dist: Distribution, label: str) -> bool:
+    """Is `dist` an editable install (`direct_url.json`: `"dir_info": {"editable": true}`)?
+    Its code then lives outside the install root, where its .pth or finder says: only a
+    manifest signed for an editable install covers it (`trust/editable.py`)."""
     text = dist.read_text("direct_url.json")
     if not text:
-        return
+        return False
     try:
-        editable = bool(json.loads(text).get("dir_info", {}).get("editable"))
+        return bool(json.loads(text).get("dir_info", {}).get("editable"))
     except (ValueError, AttributeError):
-        editable = True  # unreadable install metadata is no better than an editable install
-    if editable:
         raise EditableInstallError(
-            f"{label} is an editable install: its code lives outside the installed files",
+            f"{label} has unreadable install metadata: it may be an editable install",
             where="direct_url.json in its .dist-info",
-            fix="install the backend from its wheel (pip install, without -e)",
-        )
+            fix="reinstall the backend (pip install, or pip install -e for an editable "
+            "install), then sign it again",
+        ) from None
+
+
+def refuse_editable(dist: Distribution, label: str) -> None:
+    """A child process: refuse only what cannot be read. An editable install is fine: the
+    parent's verification record says where its sources are, and the import guard takes
+    every module from there."""
+    is_editable(dist, label)

@@ -88,3 +88,28 @@ def install(wheels: list[Path], target: Path) -> Path:
 
 def build_all(out: Path) -> dict[str, Path]:
     return {name: build_wheel(SIM / name, out) for name in SIM_PROJECTS}
+
+
+def install_editable(project: Path, target: Path, mode: str | None = None,
+                     wheels: list[Path] | None = None) -> Path:
+    """Install `project` editable into `target` (with `wheels`, normally), for real: pip's
+    PEP 660 route through the interpreter's own setuptools (no build isolation, no index).
+
+    What it leaves is what `pip install -e` / `uv pip install -e` leave (uv runs the same
+    build backend): with setuptools 78 (vLLM's pin), in `target` a `direct_url.json` with
+    `"dir_info": {"editable": true}` in the .dist-info and `__editable__.NAME-VER.pth`; the
+    code stays in `project`. `mode=None` is setuptools' default ("lenient"): for a flat
+    layout the .pth holds `import F; F.install()` and `__editable___NAME_VER_finder.py` a
+    MAPPING of each top-level package to its directory in the project; for a src layout (a
+    `package-dir` of `src`) the .pth holds that directory. `mode="compat"` always writes the
+    directory form (the project root for a flat layout); `"strict"` a tree of links under
+    `project/build`.
+    """
+    settings = [f"--config-settings=editable_mode={mode}"] if mode else []
+    subprocess.run(
+        [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-index",
+         "--no-build-isolation", "--disable-pip-version-check", "--no-cache-dir",
+         "--target", str(target), *settings, *map(str, wheels or []), "-e", str(project)],
+        check=True, capture_output=True,
+    )
+    return target

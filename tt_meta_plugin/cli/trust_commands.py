@@ -40,7 +40,11 @@ def sign(args: argparse.Namespace) -> int:
     envelope = sign_manifest(manifest, keys)
     out = args.out or default_output(dist)
     write_manifest(envelope, out)
-    print(f"signed {dist.name} {dist.version} as backend '{args.backend}': "
+    # An editable install is signed where its code is now: say where, since moving the
+    # project (or reinstalling it elsewhere) means signing again.
+    where = (f" (editable, sources in {', '.join(sorted(manifest.editable.sources.values()))})"
+             if manifest.editable is not None else "")
+    print(f"signed {dist.name} {dist.version} as backend '{args.backend}'{where}: "
           f"{len(manifest.files)} files, serial {serial}, expires "
           f"{time.strftime('%Y-%m-%d', time.gmtime(manifest.expires))}, "
           f"{len(keys)} signature(s) -> {out}")

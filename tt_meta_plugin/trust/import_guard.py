@@ -8,9 +8,11 @@ under its top-level packages, for the life of the process (one finder for every 
 distribution, keyed by top-level name): it locates modules only in the verified install
 root (a signed package that is no longer there is refused, never looked for elsewhere), reads
 each source file once, compares those bytes with the manifest, and compiles exactly those
-bytes. Cached bytecode is never read or written. A compiled extension module is hashed just
-before it is loaded; the window between that hash and the dynamic loader's own open remains
-(docs/security.md says how the permission checks narrow it).
+bytes. Cached bytecode is never read or written. An editable install's top-level packages are
+located where they were verified, in the project directory its finder or .pth named when it
+was signed (the record says where); its own finder never gets to answer for them. A compiled
+extension module is hashed just before it is loaded; the window between that hash and the
+dynamic loader's own open remains (docs/security.md says how the permission checks narrow it).
 """
 
 from __future__ import annotations
@@ -92,10 +94,10 @@ class VerifiedImportGuard(MetaPathFinder):
             self.by_top[top] = verified
 
     def check_bytes(self, verified: VerifiedBackend, path: str, data: bytes) -> None:
-        rel = Path(path).resolve().relative_to(verified.root).as_posix()
-        entry = verified.files.get(rel)
+        rel = verified.relative(Path(path).resolve())
+        entry = verified.files.get(rel) if rel is not None else None
         name = verified.distribution
-        if entry is None:
+        if rel is None or entry is None:
             raise _refuse(f"{rel} is not in the verified manifest of {name}")
         size, digest = entry
         if len(data) != size or hashlib.sha256(data).hexdigest() != digest:
@@ -108,16 +110,21 @@ class VerifiedImportGuard(MetaPathFinder):
         verified = self.by_top.get(fullname.partition(".")[0])
         if verified is None:
             return None
-        root = verified.root
         if "." not in fullname:
-            spec = importlib.machinery.PathFinder.find_spec(fullname, [str(root)])
+            spec = _top_level_spec(fullname, verified)
             if spec is None:
                 # Signed, yet not where it was verified: never fall through to another copy
                 # of the same name elsewhere on sys.path.
+                source = (verified.sources.get(fullname)
+                          or verified.sources.get(f"{fullname}.py"))
+                if source is not None:
+                    raise _refuse(f"{fullname} is signed as part of {verified.distribution} "
+                                  f"but is no longer in its verified editable source {source}")
                 raise _refuse(f"{fullname} is signed as part of {verified.distribution} but "
-                              f"is no longer in its verified install root {root}")
+                              f"is no longer in its verified install root {verified.root}")
         else:
-            inside = [p for p in (path or []) if Path(p).resolve().is_relative_to(root)]
+            inside = [p for p in (path or [])
+                      if verified.relative(Path(p).resolve()) is not None]
             spec = importlib.machinery.PathFinder.find_spec(fullname, inside)
             if spec is None:
                 # Not in the verified package: no other finder may look for it elsewhere
@@ -127,9 +134,9 @@ class VerifiedImportGuard(MetaPathFinder):
         if origin is None or not spec.has_location:  # a namespace package: no code of its own
             return spec
         resolved = Path(origin).resolve()
-        if not resolved.is_relative_to(root):
+        if verified.relative(resolved) is None:
             raise _refuse(f"{fullname} resolves to {origin}, outside the verified "
-                          f"install root {root}")
+                          f"install root {verified.root}")
         if origin.endswith(tuple(importlib.machinery.SOURCE_SUFFIXES)):
             spec.loader = _VerifiedSourceLoader(fullname, origin, self, verified)
             spec.cached = None
@@ -139,6 +146,26 @@ class VerifiedImportGuard(MetaPathFinder):
             raise _refuse(f"{fullname} would load from {origin}, which is neither "
                           "verified source nor an extension module")
         return spec
+
+
+def _top_level_spec(fullname: str, verified: VerifiedBackend
+                    ) -> importlib.machinery.ModuleSpec | None:
+    """A top-level module's spec, from its verified location: the install root, or the
+    source an editable install's finder or .pth named when it was signed."""
+    sources = verified.sources
+    package, module = sources.get(fullname), sources.get(f"{fullname}.py")
+    if package is None and module is None:
+        return importlib.machinery.PathFinder.find_spec(fullname, [str(verified.root)])
+    origin = package / "__init__.py" if package is not None else module
+    assert origin is not None
+    if not origin.is_file():
+        return None
+    spec = importlib.machinery.ModuleSpec(fullname, None, origin=str(origin),
+                                          is_package=package is not None)
+    spec.has_location = True
+    if package is not None:
+        spec.submodule_search_locations = [str(package)]
+    return spec
 
 
 _guard: VerifiedImportGuard | None = None

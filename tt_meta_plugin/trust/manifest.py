@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any, NamedTuple
 
 from .._errors import FormatError
@@ -20,10 +20,33 @@ from .envelope import strict_json
 IN_DIST_MANIFEST = "tt_meta.manifest.json"  # a manifest's name inside the .dist-info
 VLLM_GROUP_PREFIX = "vllm."  # the entry-point groups a manifest signs
 MANIFEST_KIND = "tt-meta/manifest"
+# Version 1: a normal install, everything under the install root. Version 2: an editable
+# install; the same keys plus 'editable', which says where its sources are. `tt-meta sign`
+# writes version 1 for every normal install, so those manifests still verify with a tt_meta
+# that knows only version 1 (which refuses a version 2 document, as it must).
 SPEC_VERSION = 1
+EDITABLE_SPEC_VERSION = 2
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 _TOP = {"_type", "spec_version", "backend", "distribution", "version", "entry_points",
         "vllm_requirement", "issued", "expires", "serial", "files"}
+_TOP_EDITABLE = _TOP | {"editable"}
+_EDITABLE_KEYS = {"pth", "finder", "path_entry", "sources"}
+
+
+class Editable(NamedTuple):
+    """Where an editable install's code is, as signed. The files of each source are listed in
+    the manifest as if installed normally (`pkg/mod.py`, or `mod.py` for a module), and live
+    at `sources[first component]` instead of under the install root."""
+
+    #: the .pth file in the install root that makes the sources importable (a signed file)
+    pth: str
+    #: setuptools' finder module next to it, whose MAPPING names the sources; None for a
+    #: .pth that adds a directory to sys.path
+    finder: str | None
+    #: the directory that .pth adds to sys.path; None for a finder
+    path_entry: str | None
+    #: top-level package name (or module file name) -> its absolute path
+    sources: dict[str, str]
 
 
 class FileEntry(NamedTuple):
@@ -45,6 +68,8 @@ class ManifestFacts(NamedTuple):
     issued: int
     expires: int
     serial: int
+    #: where an editable install's sources are; None for a normal install
+    editable: Editable | None = None
 
 
 class Manifest(NamedTuple):
@@ -57,16 +82,18 @@ class Manifest(NamedTuple):
     expires: int
     serial: int
     files: tuple[FileEntry, ...]
+    editable: Editable | None = None
 
     def facts(self) -> ManifestFacts:
         """Everything but the file list."""
         return ManifestFacts(self.backend, self.distribution, self.version, self.entry_points,
-                             self.vllm_requirement, self.issued, self.expires, self.serial)
+                             self.vllm_requirement, self.issued, self.expires, self.serial,
+                             self.editable)
 
     def to_payload(self) -> dict[str, Any]:
-        return {
+        payload = {
             "_type": MANIFEST_KIND,
-            "spec_version": SPEC_VERSION,
+            "spec_version": SPEC_VERSION if self.editable is None else EDITABLE_SPEC_VERSION,
             "backend": self.backend,
             "distribution": self.distribution,
             "version": self.version,
@@ -77,6 +104,9 @@ class Manifest(NamedTuple):
             "serial": self.serial,
             "files": [{"path": f.path, "size": f.size, "sha256": f.sha256} for f in self.files],
         }
+        if self.editable is not None:
+            payload["editable"] = self.editable._asdict()
+        return payload
 
 
 _BAD_CHARS = re.compile(r"[\x00-\x1f\\]")
@@ -96,6 +126,13 @@ def check_relative_path(path: str) -> str | None:
     return None
 
 
+def check_absolute_path(path: str) -> str | None:
+    """Why `path` may not name a directory or file outside the install root, or None."""
+    if not path.startswith("/") or path.startswith("//"):
+        return "is not an absolute path"
+    return check_relative_path(path[1:])
+
+
 def parse_manifest(payload: bytes, where: str) -> Manifest:
     """Parse verified payload bytes; anything unexpected is a FormatError."""
     fix = "sign the backend again with `tt-meta sign`"
@@ -104,11 +141,13 @@ def parse_manifest(payload: bytes, where: str) -> Manifest:
     def bad(why: str) -> FormatError:
         return FormatError(f"the manifest {why}", where=where, fix=fix)
 
-    if not isinstance(data, dict) or set(data) != _TOP:
-        raise bad(f"must have exactly the keys {sorted(_TOP)}")
+    if not isinstance(data, dict) or set(data) not in (_TOP, _TOP_EDITABLE):
+        raise bad(f"must have exactly the keys {sorted(_TOP)} (version {SPEC_VERSION}), or "
+                  f"those and 'editable' (version {EDITABLE_SPEC_VERSION})")
     spec = data["spec_version"]
-    if data["_type"] != MANIFEST_KIND or spec != SPEC_VERSION or isinstance(spec, bool):
-        raise bad(f"is not a {MANIFEST_KIND} version {SPEC_VERSION} document")
+    wanted = EDITABLE_SPEC_VERSION if "editable" in data else SPEC_VERSION
+    if data["_type"] != MANIFEST_KIND or spec != wanted or isinstance(spec, bool):
+        raise bad(f"is not a {MANIFEST_KIND} version {wanted} document")
     for key in ("backend", "distribution", "version"):
         if not isinstance(data[key], str) or not data[key]:
             raise bad(f"key '{key}' must be a non-empty string")
@@ -144,12 +183,50 @@ def parse_manifest(payload: bytes, where: str) -> Manifest:
             raise bad(f"lists {path!r} twice")
         seen.add(path)
         entries.append(FileEntry(path, size, digest))
+    editable = _parse_editable(data["editable"], seen, bad) if "editable" in data else None
     return Manifest(
         backend=data["backend"], distribution=data["distribution"], version=data["version"],
         entry_points={g: dict(v) for g, v in eps.items()}, vllm_requirement=requirement,
         issued=data["issued"], expires=data["expires"], serial=data["serial"],
-        files=tuple(entries),
+        files=tuple(entries), editable=editable,
     )
+
+
+_SOURCE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.py)?")
+
+
+def _parse_editable(value: object, files: set[str], bad: Callable[[str], FormatError]
+                    ) -> Editable:
+    """The 'editable' key of a version 2 manifest: unambiguous, and consistent with 'files'."""
+    if not isinstance(value, dict) or set(value) != _EDITABLE_KEYS:
+        raise bad(f"key 'editable' must be an object with exactly the keys "
+                  f"{sorted(_EDITABLE_KEYS)}")
+    pth, finder, entry, sources = (value["pth"], value["finder"], value["path_entry"],
+                                   value["sources"])
+    for key, name, suffix in (("pth", pth, ".pth"), ("finder", finder, ".py")):
+        if key == "finder" and name is None:
+            continue
+        if (not isinstance(name, str) or "/" in name or not name.endswith(suffix)
+                or name not in files):
+            raise bad(f"key 'editable' names the {key} {name!r}, which is not a '{suffix}' "
+                      "file at the install root listed in 'files'")
+    if (finder is None) == (entry is None):
+        raise bad("key 'editable' must name exactly one of 'finder' and 'path_entry'")
+    for path in (entry, *(sources.values() if isinstance(sources, dict) else ())):
+        if path is not None and (not isinstance(path, str) or check_absolute_path(path)):
+            raise bad(f"key 'editable' names the path {path!r}, which is not a normalised "
+                      "absolute path")
+    if not isinstance(sources, dict) or not sources:
+        raise bad("key 'editable' must map 'sources' to a non-empty object")
+    firsts = {f.partition("/")[0] for f in files}
+    for name, path in sources.items():
+        if not _SOURCE_NAME.fullmatch(name) or name not in firsts or name in (pth, finder):
+            raise bad(f"key 'editable' has the source {name!r}, which is not a top-level "
+                      "package or module name of the listed files")
+        if entry is not None and path != f"{entry}/{name}":
+            raise bad(f"key 'editable' puts the source {name!r} at {path!r}, not in its "
+                      f"path entry {entry!r}")
+    return Editable(pth, finder, entry, dict(sources))
 
 
 def manifest_file_names(dist_name: str, version: str) -> tuple[str, str]:
@@ -168,11 +245,12 @@ def installed_entry_points(dist: Distribution) -> dict[str, dict[str, str]]:
 
 
 def top_level_names(files: Iterable[str]) -> frozenset[str]:
-    """Importable top-level names: packages (first directory) and root-level modules."""
+    """Importable top-level names: packages (first directory) and root-level modules (whose
+    bytecode in the install root's own __pycache__ names no package)."""
     names = set()
     for path in files:
         first, sep, _ = path.partition("/")
-        if sep and not first.endswith((".dist-info", ".data")):
+        if sep and not first.endswith((".dist-info", ".data")) and first != "__pycache__":
             names.add(first)
         elif not sep and path.endswith((".py", ".so", ".pyd")):
             names.add(path.split(".", 1)[0])

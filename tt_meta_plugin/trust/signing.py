@@ -3,7 +3,10 @@
 What an image build runs right after installing a backend: `tt-meta sign`. The files are
 those of the installed distribution: its RECORD entries inside the install root, and every
 file under its directories, including the `__pycache__` bytecode present at signing time (so
-that tampering with it is detected; tt_meta never executes it either way).
+that tampering with it is detected; tt_meta never executes it either way). The install
+root's own `__pycache__` is shared by every distribution with top-level modules: only the
+RECORD's entries in it are signed. An editable install adds the files of its sources, where
+its .pth or finder says they are (`editable.py`).
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ from pathlib import Path
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from .._errors import ConfigError
-from .._metadata import Distribution, dist_info_dir, install_root
+from .._metadata import Distribution, dist_info_dir, install_root, is_editable
 from ..selection.catalog import Catalog
 from .envelope import MANIFEST_TYPE, Envelope, Signature, pae
 from .hashing import sha256_files
@@ -40,8 +43,8 @@ def installed_files(dist: Distribution, root: Path) -> list[str]:
         full = Path(str(dist.locate_file(item))).resolve()
         if full.is_relative_to(root) and full.is_file():
             found.add(full.relative_to(root).as_posix())
-    tops = {p.split("/", 1)[0] for p in found if "/" in p}
-    for top in tops:
+    tops = {p.split("/", 1)[0] for p in found if "/" in p} - {"__pycache__"}
+    for top in sorted(tops):
         for folder, _, names in os.walk(root / top):
             for name in names:
                 found.add((Path(folder) / name).relative_to(root).as_posix())
@@ -55,10 +58,20 @@ def build_manifest(dist: Distribution, backend: str, serial: int, expires_days: 
     issued = int(time.time() if now is None else now)
     root = install_root(dist)
     paths = installed_files(dist, root)
+    located = {p: str(root / p) for p in paths}
+    editable = None
+    if is_editable(dist, f"{dist.name} {dist.version}"):
+        from .editable import layout, source_files
+
+        editable = layout(dist, root, f"{dist.name} {dist.version}")
+        located = {p: f for p, f in located.items()
+                   if p.partition("/")[0] not in editable.sources}
+        located.update(source_files(editable, f"{dist.name} {dist.version}"))
+        paths = sorted(located)
     if not top_level_names(paths):
         raise ConfigError(f"{dist.name} has no importable files under {root}",
                           fix="sign the installed backend, not a metadata-only distribution")
-    hashes = sha256_files([str(root / p) for p in paths])
+    hashes = sha256_files([located[p] for p in paths])
     catalog = Catalog()
     requirement = None
     if backend in catalog.names():
@@ -74,6 +87,7 @@ def build_manifest(dist: Distribution, backend: str, serial: int, expires_days: 
         serial=serial,
         files=tuple(FileEntry(p, size, digest) for p, (size, digest) in zip(paths, hashes,
                                                                               strict=True)),
+        editable=editable,
     )
 
 

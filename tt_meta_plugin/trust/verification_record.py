@@ -9,10 +9,12 @@ that each reads only what it needs:
   distribution, root, top-level names, signed vLLM entry points) and a table of every
   signed path sorted by its bytes, fixed-width entries, searched in place (`FileIndex`): the
   child maps the file and never builds a per-file structure, so its cost does not grow with
-  the backend. The parent binds the file by its identity and metadata (device, inode, size,
-  mtime_ns, ctime_ns), carried in the decision; the file is only ever replaced atomically, so
-  any other change moves its ctime and the child refuses it. The child also checks who owns
-  it and who may write it, as for every file that decides what is trusted.
+  the backend. For an editable install the header also says where its sources are
+  (top-level name -> directory, as signed): the child's import guard takes them from there.
+  The parent binds the file by its identity and metadata (device, inode, size, mtime_ns,
+  ctime_ns), carried in the decision; the file is only ever replaced atomically, so any
+  other change moves its ctime and the child refuses it. The child also checks who owns it
+  and who may write it, as for every file that decides what is trusted.
 - a later first process (a server restart) reads the rest: the payload's digest and signed
   facts (so the manifest need not be decoded and parsed again), its signatures and which of
   them verified, and the identity and metadata at verification time of every directory walked and
@@ -42,7 +44,7 @@ if TYPE_CHECKING:  # a child reads only the head, and needs no manifest module
     from .manifest import ManifestFacts
 
 SUBDIR = "verified"
-_MAGIC = b"tt-meta verified 4\n"
+_MAGIC = b"tt-meta verified 5\n"
 _U32 = struct.Struct("<I")
 _ENTRY = struct.Struct("<IIQ32s")  # path offset in the blob, path length, size, SHA-256
 STAT = struct.Struct("<QQQqq")  # device, inode, size, mtime_ns, ctime_ns
@@ -58,13 +60,42 @@ def index_path(state_dir: str, key: str) -> Path:
     return Path(state_dir) / SUBDIR / f"{key}.idx"
 
 
+def locate(root: Path, sources: Mapping[str, Path], rel: str) -> Path:
+    """Where the signed path `rel` is: under the install root, or, when its first component
+    is an editable install's source, there."""
+    first, sep, rest = rel.partition("/")
+    source = sources.get(first)
+    if source is None:
+        return root / rel
+    return source / rest if sep else source
+
+
+def relative(root: Path, sources: Mapping[str, Path], path: Path) -> str | None:
+    """The signed path a resolved file path stands for, or None when it is in no verified
+    location (a file at the install root under a name whose source lives elsewhere is not
+    the signed one)."""
+    for name, source in sources.items():
+        if path == source:
+            return name
+        if path.is_relative_to(source):
+            return f"{name}/{path.relative_to(source).as_posix()}"
+    if not path.is_relative_to(root):
+        return None
+    rel = path.relative_to(root).as_posix()
+    return None if rel.partition("/")[0] in sources else rel
+
+
 class FileIndex:
-    """Signed path -> (size, SHA-256 hex), looked up in a record's sorted table in place."""
+    """Signed path -> (size, SHA-256 hex), looked up in a record's sorted table in place;
+    and where the signed paths of an editable install's sources are (`sources`)."""
 
-    __slots__ = ("_blob", "_buf", "_count", "_table")
+    __slots__ = ("_blob", "_buf", "_count", "_table", "sources")
 
-    def __init__(self, buf: bytes | mmap.mmap, table: int, count: int, blob: int) -> None:
+    def __init__(self, buf: bytes | mmap.mmap, table: int, count: int, blob: int,
+                 sources: Mapping[str, Path] | None = None) -> None:
         self._buf, self._table, self._count, self._blob = buf, table, count, blob
+        #: top-level name (or module file) -> its absolute path; empty for a normal install
+        self.sources: Final[Mapping[str, Path]] = sources or {}
 
     def __len__(self) -> int:
         return self._count
@@ -135,7 +166,8 @@ class VerifiedBackend:
         self.manifest_digest: Final = manifest_digest
         #: identity and metadata of that record, which a child binds it by
         self.index_identity: Final = index_identity
-        #: the install root, and every signed path's (size, SHA-256) under it
+        #: the install root, and every signed path's (size, SHA-256) under it (or under the
+        #: editable install's sources, `files.sources`)
         self.root: Final = root
         self.files: Final = files
         #: the importable top-level names the manifest covers: the import guard's domain
@@ -146,6 +178,17 @@ class VerifiedBackend:
         self.files_checked: Final = files_checked
         #: how many files this verification hashed (the rest were proven unchanged)
         self.hashed_files: Final = hashed_files
+
+    @property
+    def sources(self) -> Mapping[str, Path]:
+        """An editable install's sources (top-level name -> path); empty otherwise."""
+        return self.files.sources
+
+    def locate(self, rel: str) -> Path:
+        return locate(self.root, self.files.sources, rel)
+
+    def relative(self, path: Path) -> str | None:
+        return relative(self.root, self.files.sources, path)
 
 
 class Walked:
@@ -158,7 +201,8 @@ class Walked:
 
 
 # (directory, its identity, signed names in it, their packed identities); the directory ""
-# holds the signed files at the install root, which is not walked (identity None).
+# holds the signed files at the install root, which is not walked (identity None), as is the
+# root's own __pycache__ (shared with other distributions).
 Group = tuple[str, Identity | None, tuple[str, ...], bytes]
 
 
@@ -194,8 +238,10 @@ def _encode(key: str, payload_digest: str, root: Path, tops: frozenset[str],
             facts: ManifestFacts, listed: list[tuple[str, bytes]],
             verified: frozenset[tuple[str, bytes]], files: Mapping[str, tuple[int, str]],
             walked: Walked) -> bytes:
+    editable = facts.editable
+    sources = dict(editable.sources) if editable is not None else {}
     head = marshal.dumps((key, str(root), sorted(tops), facts.distribution, facts.version,
-                          facts.serial, facts.entry_points))
+                          facts.serial, facts.entry_points, sources))
     names = sorted(p.encode("utf-8", "surrogateescape") for p in files)
     table, blob, offset = bytearray(), bytearray(), 0
     for name in names:
@@ -207,14 +253,16 @@ def _encode(key: str, payload_digest: str, root: Path, tops: frozenset[str],
     grouped.setdefault("", [])
     for path in files:
         folder, _, base = path.rpartition("/")
-        grouped[folder].append(base)
+        grouped.setdefault(folder, []).append(base)  # a folder not walked: the root's __pycache__
     groups = [
         (folder, walked.dirs.get(folder) if folder else None, tuple(sorted(members)),
          b"".join(STAT.pack(*walked.files[f"{folder}/{m}" if folder else m])
                   for m in sorted(members)))
         for folder, members in grouped.items()
     ]
-    body = marshal.dumps((payload_digest, tuple(facts), listed, sorted(verified), groups))
+    # marshal writes plain tuples only: the Editable inside the facts becomes one.
+    plain = (*facts[:-1], tuple(editable) if editable is not None else None)
+    body = marshal.dumps((payload_digest, plain, listed, sorted(verified), groups))
     return b"".join((_MAGIC, _U32.pack(len(head)), head, _U32.pack(len(names)), bytes(table),
                      _U32.pack(len(blob)), bytes(blob), body))
 
@@ -248,9 +296,10 @@ def _decode_head(buf: bytes | mmap.mmap) -> tuple[Head, int]:
     blob = at + 4
     if blob + blob_length > len(buf):
         raise ValueError("truncated")
-    key, root, tops, distribution, version, serial, eps = fields
+    key, root, tops, distribution, version, serial, eps, sources = fields
+    located = {name: Path(path) for name, path in sources.items()}
     return (Head(key, root, tops, distribution, version, serial, eps,
-                 FileIndex(buf, table, count, blob)), blob + blob_length)
+                 FileIndex(buf, table, count, blob, located)), blob + blob_length)
 
 
 def load(state_dir: str, key: str, root: Path, strict: bool) -> Cached | None:
@@ -267,9 +316,10 @@ def load(state_dir: str, key: str, root: Path, strict: bool) -> Cached | None:
     try:
         head, body = _decode_head(raw)
         payload_digest, facts, listed, verified, groups = marshal.loads(raw[body:])
-        from .manifest import ManifestFacts
+        from .manifest import Editable, ManifestFacts
 
-        facts = ManifestFacts(*facts)
+        *plain, layout = facts
+        facts = ManifestFacts._make([*plain, Editable(*layout) if layout is not None else None])
         listed = [(keyid, sig) for keyid, sig in listed]
         verified = frozenset((keyid, sig) for keyid, sig in verified)
     except (EOFError, ValueError, TypeError, struct.error):

@@ -3,19 +3,22 @@
 The steps, numbered as in docs/security.md ("How a backend is verified") and marked `# (N)`
 in the code:
 
- (0) the distribution is a normal install, not an editable one;
+ (0) how the distribution is installed: normally, or editable (its code elsewhere);
  (1) the manifests that may describe it are found (policy's manifest_dirs, its .dist-info);
  (2) each is permission-checked, read, and is a signed envelope of the manifest type;
  (3) its signatures meet the threshold: distinct trusted keys, bound to this backend, not
      revoked (`signatures.py`);
  (4) only then are its signed bytes parsed; they must name this backend, distribution and
-     version, and the vLLM entry points installed;
+     version, the vLLM entry points installed, and the way it is installed (editable or not);
  (5) it has not expired (one clock reading for the whole verification);
  (6) its serial is not below the highest seen on this machine, nor that serial with other
      content (`rollback.py`);
- (7) of the manifests that passed, the highest serial is taken, and every file it lists is
-     present and equal, nothing added, no symlink (`tree.py`);
- (8) nothing at the install root or elsewhere on sys.path shadows it;
+ (7) of the manifests that passed, the highest serial is taken; an editable install's .pth
+     and finder still point where they were signed to, and its sources are protected
+     (`editable.py`); every file it lists is present and equal, nothing added, no symlink
+     (`tree.py`);
+ (8) nothing at the install root or elsewhere on sys.path shadows it, and nothing unsigned is
+     importable from an editable install's path entry;
  (9) the serial becomes the machine's high-water mark, and the verification record is written
      for the children and for the next restart (`verification_record.py`).
 
@@ -31,6 +34,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple
 
 from .._errors import (
+    EditableInstallError,
     ExpiredError,
     FormatError,
     InheritanceError,
@@ -39,7 +43,7 @@ from .._errors import (
     SignatureError,
     TrustError,
 )
-from .._metadata import Distribution, dist_info_dir, install_root, normalize, refuse_editable
+from .._metadata import Distribution, dist_info_dir, install_root, is_editable, normalize
 from . import permissions, tree, verification_record
 from .manifest import (
     IN_DIST_MANIFEST,
@@ -115,8 +119,9 @@ class Verifier:
         verifies for itself (activation/child_process.py); another manifest is refused.
         """
         label = f"{dist.name} {dist.version}"
-        # (0) A normal install: an editable one's code lives outside the installed files.
-        refuse_editable(dist, label)
+        # (0) How it is installed: an editable install's code lives outside the install root,
+        # where the .pth or finder its manifest signs says.
+        editable = is_editable(dist, label)
         # (1) The manifests that may describe it.
         candidates = self.candidates(dist)
         if not candidates:
@@ -132,7 +137,7 @@ class Verifier:
         accepted: list[_Candidate] = []
         for path in candidates:
             try:
-                accepted.append(self._check_manifest(path, backend, dist, label))
+                accepted.append(self._check_manifest(path, backend, dist, label, editable))
             except TrustError as error:
                 errors.append(error)
         if not accepted:
@@ -159,7 +164,13 @@ class Verifier:
                 )
         best = max(accepted, key=lambda c: c.facts.serial)
         root, path = best.root, best.path
-        fail = tree.Tampered(label, root)
+        layout = best.facts.editable
+        sources = {k: Path(v) for k, v in layout.sources.items()} if layout else {}
+        fail = tree.Tampered(label, root, sources)
+        if layout is not None:
+            from .editable import check_installed
+
+            check_installed(layout, root, label, fail, self.trust.strict_permissions)
         cached = best.cached
         walked: verification_record.Walked | None = None
         if cached is not None and tree.unchanged(root, cached):
@@ -167,9 +178,10 @@ class Verifier:
         else:
             own = {path.relative_to(root).as_posix()} if path.is_relative_to(root) else set()
             walked, hashed = tree.check_files(best.files, root, own,
-                                              cached.walked() if cached else None, fail)
-        # (8) Nothing shadows it.
-        tree.check_install_root(root, dist, best.tops, fail)
+                                              cached.walked() if cached else None, fail, sources)
+        # (8) Nothing shadows it (an editable install's path entry: checked in (7)).
+        tree.check_install_root(root, dist, best.tops, fail, sources,
+                                layout.pth if layout else None)
         # (9) The new high-water mark, and the record.
         facts = best.facts
         self.state.advance(label, normalize(dist.name), facts.serial, best.digest, str(path))
@@ -189,8 +201,8 @@ class Verifier:
             entry_points=facts.entry_points, files_checked=True, hashed_files=hashed,
         )
 
-    def _check_manifest(self, path: Path, backend: str, dist: Distribution, label: str
-                        ) -> _Candidate:
+    def _check_manifest(self, path: Path, backend: str, dist: Distribution, label: str,
+                        editable: bool) -> _Candidate:
         from .envelope import MANIFEST_TYPE, parse_envelope
         from .manifest import parse_manifest
 
@@ -262,6 +274,17 @@ class Verifier:
                     f"being verified ({label})",
                     where=where, fix="use the manifest made for this distribution and version",
                 )
+        if editable and facts.editable is None:
+            raise EditableInstallError(
+                f"{label} is an editable install, but its manifest was signed for a normal "
+                "install", where=where,
+                fix="sign the editable install as it is (tt-meta sign), or install the backend "
+                "from the wheel that was signed")
+        if facts.editable is not None and not editable:
+            raise MismatchError(
+                f"the manifest was signed for an editable install of {label}, but it is "
+                "installed normally", where=where,
+                fix="use the manifest made for this install, or sign the installed backend")
         if facts.entry_points != installed_entry_points(dist):
             raise MismatchError(
                 f"the vLLM entry points installed for {label} differ from the signed ones",
