@@ -30,6 +30,8 @@ from conftest import (
     write_project,
 )
 
+from tt_meta_plugin.trust.verification_record import identity as record_identity
+
 # An unsigned module at the install root that an edited entry_points.txt could name.
 EVIL_MODULE = textwrap.dedent(
     """
@@ -225,12 +227,18 @@ def test_a_decision_naming_another_state_directory_is_refused(scene: Scene, tmp_
     elsewhere.mkdir(mode=0o700)
     forged = json.loads(parent.decision)
     forged["state_dir"] = str(elsewhere)
+    # It finds nothing there, so it verifies for itself, under the policy's own state
+    # directory, which is not the decision's.
     refused(scene, scene.child(json.dumps(forged)),
-            "cannot read the policy settings sealed by the first process")
-    # Nor does a seal copied there pass: it names the state directory it was written for.
-    sealed = next((scene.state / "policies").iterdir())
-    (elsewhere / "policies").mkdir(mode=0o700)
-    shutil.copy(sealed, elsewhere / "policies" / sealed.name)
+            f"the decision names the state directory {elsewhere}, but the policy",
+            code="handoff")
+    # A seal and records copied there pass as the first process's: then the seal's own
+    # state directory gives the forgery away.
+    for sub in ("policies", "verified"):
+        shutil.copytree(scene.state / sub, elsewhere / sub, copy_function=shutil.copy2)
+    forged["trusted"] = [
+        [name, digest, *record_identity(os.stat(elsewhere / "verified" / f"{digest}.idx"))]
+        for name, digest, *_ in forged["trusted"]]
     refused(scene, scene.child(json.dumps(forged)),
             "the sealed policy settings are not those of the decision")
 
@@ -240,8 +248,10 @@ def test_a_record_another_user_can_write_is_refused(scene: Scene) -> None:
     assert_delegated(parent, METAL)
     (record,) = (scene.state / "verified").iterdir()
     os.chmod(record, 0o664)
-    refused(scene, scene.child(parent.decision), "refusing the verification record",
-            "is writable by group or others", where=record)
+    # (Changing its mode changed its identity: the child verifies for itself, and refuses the
+    # record as the first process would.)
+    refused(scene, scene.child(parent.decision), "is writable by group or others",
+            where=record)
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="chown to another user needs root")
@@ -250,8 +260,7 @@ def test_a_record_owned_by_another_user_is_refused(scene: Scene) -> None:
     assert_delegated(parent, METAL)
     (record,) = (scene.state / "verified").iterdir()
     os.chown(record, 12345, -1)
-    refused(scene, scene.child(parent.decision), "refusing the verification record",
-            "is owned by uid 12345", where=record)
+    refused(scene, scene.child(parent.decision), "is owned by uid 12345", where=record)
 
 
 def test_a_child_warns_in_every_process_when_signatures_are_waived(scene: Scene) -> None:

@@ -120,13 +120,20 @@ def _verify_here(environ: MutableMapping[str, str], recorded: recorded_decision.
     from . import first_process  # only where the first process's state is missing
 
     policy = first_process.load_checked_policy(environ)
-    if (policy.digest != recorded.policy_digest
-            or os.path.abspath(policy.trust.state_dir) != os.path.abspath(recorded.state_dir)):
+    if policy.digest != recorded.policy_digest:
         raise HandoffError(
-            f"the policy {policy.source} changed while the server started, or names another "
-            f"state directory than the decision ({recorded.state_dir})",
+            f"the policy {policy.source} changed while this process started",
             where=WHERE,
-            fix="give every node of one server the same policy file, byte for byte",
+            fix="do not change the policy file while a server starts; give every node of one "
+            "server the same policy file, byte for byte",
+        )
+    if os.path.abspath(policy.trust.state_dir) != os.path.abspath(recorded.state_dir):
+        raise HandoffError(
+            f"the decision names the state directory {recorded.state_dir}, but the policy "
+            f"{policy.source} names {policy.trust.state_dir}",
+            where=WHERE,
+            fix=f"unset {recorded_decision.ENV_DECISION}: tt_meta sets it itself for the "
+            "processes vLLM starts",
         )
     waiver = first_process.trusted_set_for(policy).waiver
     # Each distribution verified here must verify against the manifest the decision names.
