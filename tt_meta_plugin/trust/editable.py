@@ -24,13 +24,14 @@ import ast
 import importlib.machinery
 import os
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from pathlib import Path
 
-from .._errors import EditableInstallError, TamperedError
+from .._errors import EditableInstallError
 from .._metadata import Distribution
 from . import permissions
 from .manifest import Editable, check_absolute_path
+from .tree import Tampered
 
 FINDER_LINE = re.compile(r"import ([A-Za-z_][A-Za-z0-9_]*); \1\.install\(\)")
 # The top-level statements of setuptools' finder module: imports, these definitions, and
@@ -257,10 +258,10 @@ def first_unprotected(editable: Editable, files: Iterable[str]) -> str | None:
     return None
 
 
-def check_installed(editable: Editable, root: Path, label: str,
-                    fail: Callable[[str, str], TamperedError], strict: bool) -> None:
+def check_installed(editable: Editable, root: Path, label: str, strict: bool) -> None:
     """Verification: the installed .pth and finder still point where they were signed to,
     the path entry makes nothing else importable, and the sources are protected."""
+    fail = Tampered(label, root)  # every path named here is absolute, or at the root
     try:
         finder, entry = read_pth(root, editable.pth, label)
         mapping = read_mapping(root / finder, label) if finder else None

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from typing import Any, NamedTuple
 
 from .._errors import FormatError
@@ -183,7 +183,7 @@ def parse_manifest(payload: bytes, where: str) -> Manifest:
             raise bad(f"lists {path!r} twice")
         seen.add(path)
         entries.append(FileEntry(path, size, digest))
-    editable = _parse_editable(data["editable"], seen, bad) if "editable" in data else None
+    editable = _parse_editable(data["editable"], seen, where) if "editable" in data else None
     return Manifest(
         backend=data["backend"], distribution=data["distribution"], version=data["version"],
         entry_points={g: dict(v) for g, v in eps.items()}, vllm_requirement=requirement,
@@ -195,12 +195,16 @@ def parse_manifest(payload: bytes, where: str) -> Manifest:
 _SOURCE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.py)?")
 
 
-def _parse_editable(value: object, files: set[str], bad: Callable[[str], FormatError]
-                    ) -> Editable:
+def _bad(why: str, where: str) -> FormatError:
+    return FormatError(f"the manifest {why}", where=where,
+                       fix="sign the backend again with `tt-meta sign`")
+
+
+def _parse_editable(value: object, files: set[str], where: str) -> Editable:
     """The 'editable' key of a version 2 manifest: unambiguous, and consistent with 'files'."""
     if not isinstance(value, dict) or set(value) != _EDITABLE_KEYS:
-        raise bad(f"key 'editable' must be an object with exactly the keys "
-                  f"{sorted(_EDITABLE_KEYS)}")
+        raise _bad(f"key 'editable' must be an object with exactly the keys "
+                   f"{sorted(_EDITABLE_KEYS)}", where)
     pth, finder, entry, sources = (value["pth"], value["finder"], value["path_entry"],
                                    value["sources"])
     for key, name, suffix in (("pth", pth, ".pth"), ("finder", finder, ".py")):
@@ -208,24 +212,24 @@ def _parse_editable(value: object, files: set[str], bad: Callable[[str], FormatE
             continue
         if (not isinstance(name, str) or "/" in name or not name.endswith(suffix)
                 or name not in files):
-            raise bad(f"key 'editable' names the {key} {name!r}, which is not a '{suffix}' "
-                      "file at the install root listed in 'files'")
+            raise _bad(f"key 'editable' names the {key} {name!r}, which is not a '{suffix}' "
+                       "file at the install root listed in 'files'", where)
     if (finder is None) == (entry is None):
-        raise bad("key 'editable' must name exactly one of 'finder' and 'path_entry'")
+        raise _bad("key 'editable' must name exactly one of 'finder' and 'path_entry'", where)
     for path in (entry, *(sources.values() if isinstance(sources, dict) else ())):
         if path is not None and (not isinstance(path, str) or check_absolute_path(path)):
-            raise bad(f"key 'editable' names the path {path!r}, which is not a normalised "
-                      "absolute path")
+            raise _bad(f"key 'editable' names the path {path!r}, which is not a normalised "
+                       "absolute path", where)
     if not isinstance(sources, dict) or not sources:
-        raise bad("key 'editable' must map 'sources' to a non-empty object")
+        raise _bad("key 'editable' must map 'sources' to a non-empty object", where)
     firsts = {f.partition("/")[0] for f in files}
     for name, path in sources.items():
         if not _SOURCE_NAME.fullmatch(name) or name not in firsts or name in (pth, finder):
-            raise bad(f"key 'editable' has the source {name!r}, which is not a top-level "
-                      "package or module name of the listed files")
+            raise _bad(f"key 'editable' has the source {name!r}, which is not a top-level "
+                       "package or module name of the listed files", where)
         if entry is not None and path != f"{entry}/{name}":
-            raise bad(f"key 'editable' puts the source {name!r} at {path!r}, not in its "
-                      f"path entry {entry!r}")
+            raise _bad(f"key 'editable' puts the source {name!r} at {path!r}, not in its "
+                       f"path entry {entry!r}", where)
     return Editable(pth, finder, entry, dict(sources))
 
 

@@ -170,7 +170,7 @@ class Verifier:
         if layout is not None:
             from .editable import check_installed
 
-            check_installed(layout, root, label, fail, self.trust.strict_permissions)
+            check_installed(layout, root, label, self.trust.strict_permissions)
         cached = best.cached
         walked: verification_record.Walked | None = None
         if cached is not None and tree.unchanged(root, cached):
