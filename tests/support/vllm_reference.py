@@ -32,13 +32,12 @@ def vllm_reads(program: str, args: list[str]) -> dict[str, Any]:
 
         parser = gen._parser_for("vllm", args, cli_main.main)
     else:
-        module, call = gen.MODULES[gen.SAME_AS.get(program, program)]
-        import importlib
-
-        loaded = importlib.import_module(module)
-        parser = gen._parser_for(program, args, lambda: call(loaded))
+        found = gen.module_parser(gen.SAME_AS.get(program, program))
+        if found is None:
+            return {"exit": "no such module"}
+        parser = found
     saved = sys.argv
-    sys.argv = [program, *args]
+    sys.argv = [program, *args]  # parsers read sys.argv too (`bench`, `serve --help`)
     try:
         with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
             namespace = parser.parse_args(args)

@@ -62,8 +62,10 @@ _MODULES = CLI_MODULES | ENTRY_MODULES | MODULES_WITHOUT_TABLE | MODEL_LESS_MODU
 # The options whose values tt_meta reads (each a plain `store`: the last one given wins).
 MODEL, CONFIG = "--model", "--config"
 REVISION, HF_CONFIG_PATH, HF_OVERRIDES = "--revision", "--hf-config-path", "--hf-overrides"
-# vLLM minor version -> the module holding its option table.
-TABLES = {"0.32": "vllm_options"}
+# vLLM minor version -> the module holding its option table (each generated with that vLLM
+# installed; vLLM 0.25 and 0.26 preprocess exactly as 0.32, except for `KEY: false` in a
+# --config file, which the table records, and have no `snapshot` or `--omni`).
+TABLES = {"0.32": "vllm_options", "0.26": "vllm_options_0_26", "0.25": "vllm_options_0_25"}
 DEFAULT_MODEL_SOURCE = "vLLM's default model"
 # `snapshot.server`'s own options, parsed (parse_known_args) before vLLM's.
 _SNAPSHOT_CONTROL = {"--ready-file": 1, "--release-file": 1, "--release-timeout-s": 1}
@@ -129,6 +131,9 @@ def read_command_line(argv: Sequence[str],
     if command == "vllm" and "--omni" in args:
         raise cannot_tell("--omni hands the command line to vllm-omni, whose options tt_meta "
                           "does not read", "serve without --omni")
+    if command != "vllm" and command not in _parsers():
+        raise cannot_tell(f"the installed vLLM has no entrypoint {command} in tt_meta's table",
+                          "serve with `vllm serve MODEL` instead")
     if command == "vllm.snapshot.server":
         args = _without_snapshot_control(args)
     return _Reader(command, args).read()
@@ -348,7 +353,7 @@ class _Reader:
         self.config_file = args[index + 1]
         # A false boolean becomes --no-KEY only if the parser vLLM calls knows it: the
         # `vllm` command's top parser knows none, a module's parser knows its own.
-        top = _parsers()[self.command][0]
+        top = _parsers()[self.command][0] if _table().CONFIG_FALSE_AS_NO else {}
         pulled = load_config_file(self.config_file, top)
         tagged = ["config"] * len(pulled)
         before, after = args[:index], args[index + 2:]

@@ -1,8 +1,8 @@
 """vLLM 0.32's command-line options, read from its own parsers. GENERATED: do not
 edit. Regenerate with the vLLM it describes installed:
 
-    VLLM_PLUGINS= .venv/bin/python tests/support/vllm_options_gen.py \
-        > tt_meta_plugin/selection/vllm_options.py
+    VLLM_PLUGINS= PYTHONPATH=. .venv/bin/python tests/support/vllm_options_gen.py \
+        tt_meta_plugin/selection/vllm_options.py
 
 tests/test_command_line_table.py builds vLLM's parsers and fails when they differ from
 this table. An arity is what argparse's nargs says: 0 (a flag), an int, '?', '*', '+',
@@ -897,6 +897,8 @@ _OPTIONS_18: dict[str, int | str] = {**_ENGINE, '--allow-credentials': 0,
 _OPTIONS_19: dict[str, int | str] = {'--help': 'help', '--host': 1, '--port': 1, '-h': 'help'}
 
 VLLM_VERSION = '0.32'
+# --config: `KEY: false` becomes --no-KEY when the parser knows it, else dropped
+CONFIG_FALSE_AS_NO = True
 DEFAULT_MODEL = 'Qwen/Qwen3-0.6B'
 PARSERS: dict[str, tuple[dict[str, int | str], tuple[tuple[str, int | str], ...], tuple[str, ...]]] = {
     'vllm': (_OPTIONS_0, (('subparser', 'A...'),), ('bench', 'chat', 'collect-env', 'complete', 'download-kernels', 'launch', 'preload', 'run-batch', 'serve', 'snapshot')),
