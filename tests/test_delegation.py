@@ -8,6 +8,8 @@ apart.
 from __future__ import annotations
 
 import json
+import os
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 
@@ -253,3 +255,25 @@ def test_extra_general_plugins_pass_through(
     # The pass-through runs; a backend's own entry point named there (tt_oots) does not.
     assert_delegated(result, "tt-vllm-plugin", also=["lora-resolver"])
     assert result.dists("general_plugin") == ["tt-vllm-plugin", "lora-resolver"], result.stderr
+
+
+def test_a_child_verifying_for_itself_checks_its_own_vllm(
+    tmp_path: Path, make_site: SiteMaker, run_process: ProcessRunner,
+    policy_file: Callable[[str], Path]
+) -> None:
+    """A child on a node without its first process's record runs the first process's checks of
+    the environment too: here that node's vLLM is not the one the backend needs."""
+    wheel = _metal_variant(tmp_path, "vllm-tt-plugin", PINNED, requires=["vllm==0.26.0"])
+    site = make_site(extra=[wheel])
+    policy = str(policy_file(TWO_BACKENDS_POLICY))
+    argv = [*SERVE, "metal-org/x"]
+    pinned = tmp_path / "node-a" / "vllm-0.26.0.dist-info"  # node A: the vLLM it needs
+    pinned.mkdir(parents=True)
+    (pinned / "METADATA").write_text("Metadata-Version: 2.1\nName: vllm\nVersion: 0.26.0\n")
+    parent = run_process(site, argv, TT_META_POLICY=policy,
+                         PYTHONPATH=f"{pinned.parent}{os.pathsep}{site}")
+    assert_delegated(parent, "vllm-tt-plugin")
+    shutil.rmtree(json.loads(str(parent.decision))["state_dir"])  # node B: its own disk
+    child = run_process(site, ["/venv/bin/worker.py"], TT_META_POLICY=policy,
+                        TT_META_DECISION=str(parent.decision))
+    assert_refused(child, "needs vllm==0.26.0", code="delegation")

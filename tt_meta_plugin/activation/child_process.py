@@ -31,7 +31,7 @@ from ..selection.inputs import policy_digest, read_inputs, read_policy
 from ..trust import permissions, settings_seal, verification_record
 from ..trust.trusted_set import TrustedSet
 from . import recorded_decision
-from .backend import Activation, call_platform, target_of
+from .backend import Activation, call_platform, check_vllm_plugins, target_of
 
 WHERE = f"environment variable {recorded_decision.ENV_DECISION}"
 
@@ -140,6 +140,11 @@ def _verify_here(environ: MutableMapping[str, str], recorded: recorded_decision.
     trusted = TrustedSet(policy.trust, waiver, None if waiver else recorded.trusted)
     catalog = first_process.catalog_for(trusted)
     backend = catalog.get(recorded.backend, policy.source)  # verifies a backend plugin
+    # What a first process checks of its environment before it runs a backend, this node's
+    # environment must pass too: it may have other backends or another vLLM installed.
+    check_vllm_plugins(environ, catalog)
+    first_process.warn_vllm_version(
+        first_process.vllm_version_warning(policy, catalog, backend, dist))
     trusted.establish(backend.name, dist)
     if len(trusted.records()) != len(recorded.trusted):
         raise InheritanceError(

@@ -97,6 +97,14 @@ def plan(environ: MutableMapping[str, str], argv: Sequence[str], catalog: Catalo
     decision = decide(policy, inputs, facts, config)
     backend = catalog.get(decision.backend, policy.source)
     dist = locate(catalog, backend)
+    return Plan(policy, inputs, decision, backend, dist,
+                vllm_version_warning(policy, catalog, backend, dist))
+
+
+def vllm_version_warning(policy: Policy, catalog: Catalog, backend: Backend,
+                         dist: Distribution) -> str | None:
+    """A vLLM other than the backend needs: a refusal, or (if the policy accepts the risk)
+    the warning to log."""
     mismatch = vllm_mismatch(catalog, backend, dist)
     if mismatch and policy.vllm_version_mismatch == "refuse":
         raise DelegationError(
@@ -107,7 +115,13 @@ def plan(environ: MutableMapping[str, str], argv: Sequence[str], catalog: Catalo
                 'set vllm_version_mismatch = "warn" in the policy'
             ),
         )
-    return Plan(policy, inputs, decision, backend, dist, mismatch)
+    return mismatch
+
+
+def warn_vllm_version(warning: str | None) -> None:
+    if warning:
+        log(logging.WARNING, "tt_meta: %s (the policy allows it: vllm_version_mismatch = warn)",
+            warning)
 
 
 def trusted_target(trusted: TrustedSet, chosen: Plan) -> Target:
@@ -142,9 +156,7 @@ def activate(environ: MutableMapping[str, str], argv: Sequence[str]) -> Activati
     chosen = plan(environ, argv, catalog, policy)
     if chosen.backend.name not in BUILTIN_NAMES:
         check_vllm_plugins(environ, catalog)  # again: the catalog now knows its distributions
-    if chosen.vllm_warning:
-        log(logging.WARNING, "tt_meta: %s (the policy allows it: vllm_version_mismatch = warn)",
-            chosen.vllm_warning)
+    warn_vllm_version(chosen.vllm_warning)
     target = trusted_target(trusted, chosen)
     platform = call_backend(catalog, chosen.backend, target)
     settings = child_settings(policy, catalog)
