@@ -42,6 +42,13 @@ def test_hook_carries_the_decision_and_keeps_an_operators_hook(
     assert environ[ray_entry.ENV_NEXT_HOOK] == f"{__name__}._chained"
     ray_entry.install(environ)  # a second first process (restart) keeps the chain as it is
     assert environ[ray_entry.ENV_NEXT_HOOK] == f"{__name__}._chained"
+    # An operator's hook set later replaces the one inherited; none set clears it.
+    stale = {**environ, "RAY_RUNTIME_ENV_HOOK": "ops.new_hook"}
+    ray_entry.install(stale)
+    assert stale[ray_entry.ENV_NEXT_HOOK] == "ops.new_hook"
+    cleared = {ray_entry.ENV_NEXT_HOOK: "ops.old_hook"}
+    ray_entry.install(cleared)
+    assert cleared == {"RAY_RUNTIME_ENV_HOOK": ray_entry.HOOK}
     for name, value in {**environ, "TT_META_DECISION": "{decision}", "VLLM_PLUGINS": "tt_meta",
                         "TT_META_POLICY": "/etc/p.toml"}.items():
         monkeypatch.setenv(name, value)

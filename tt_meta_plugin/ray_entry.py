@@ -41,8 +41,11 @@ def is_ray_worker(argv: Sequence[str]) -> bool:
 def install(environ: MutableMapping[str, str]) -> None:
     """Name the hook for the Ray drivers this process starts (keeping an operator's hook)."""
     current = environ.get(ENV_RAY_HOOK)
-    if current and current != HOOK and not environ.get(ENV_NEXT_HOOK):
-        environ[ENV_NEXT_HOOK] = current
+    if current != HOOK:  # a hook of the operator's, or none: ours runs it, or nothing, first
+        if current:
+            environ[ENV_NEXT_HOOK] = current
+        else:
+            environ.pop(ENV_NEXT_HOOK, None)
     environ[ENV_RAY_HOOK] = HOOK
 
 
