@@ -13,12 +13,12 @@ import logging
 import os
 import sys
 import time
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, NoReturn
 
-from ._errors import InternalError, TTMetaError
+from ._errors import ConfigError, InternalError, TTMetaError
 from ._log import log
 from .activation import audit, recorded_decision
-from .activation.backend import check_target_device
 
 if TYPE_CHECKING:
     from .activation.backend import Activation
@@ -45,6 +45,28 @@ def _fail(error: TTMetaError) -> NoReturn:
         # platform function or general plugins) must not reach a process started from here.
         os.environ.pop(recorded_decision.ENV_DECISION, None)
     raise FailClosed(error)
+
+
+# vLLM's own platforms. VLLM_TARGET_DEVICE=cpu makes vLLM return its CPU platform without
+# calling any platform plugin (vllm/platforms/__init__.py of 0.32; 0.26 ignores it), yet runs
+# the general plugins; the others name a platform that is not Tenstorrent's. Tenstorrent's
+# images set "tt"; "empty" is what its source builds of vLLM use.
+BUILTIN_TARGETS = frozenset({"cpu", "cuda", "rocm", "tpu", "xpu"})
+
+
+def check_target_device(environ: Mapping[str, str]) -> None:
+    """Refuse to serve when VLLM_TARGET_DEVICE names one of vLLM's own platforms."""
+    value = environ.get("VLLM_TARGET_DEVICE")
+    if value is not None and value.strip().lower() in BUILTIN_TARGETS:
+        raise ConfigError(
+            f"VLLM_TARGET_DEVICE={value} asks vLLM for its own {value.strip().lower()} "
+            "platform, not a Tenstorrent backend"
+            + (" (with cpu, vLLM does not even call tt_meta's platform plugin)"
+               if value.strip().lower() == "cpu" else ""),
+            where="environment variable VLLM_TARGET_DEVICE",
+            fix="unset VLLM_TARGET_DEVICE (Tenstorrent's images set it to 'tt'), or unset "
+            "VLLM_PLUGINS to serve without tt_meta",
+        )
 
 
 def current() -> Activation:

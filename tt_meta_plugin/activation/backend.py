@@ -223,28 +223,6 @@ def run_general_plugins(
     return ran
 
 
-# vLLM's own platforms. VLLM_TARGET_DEVICE=cpu makes vLLM return its CPU platform without
-# calling any platform plugin (vllm/platforms/__init__.py of 0.32; 0.26 ignores it), yet runs
-# the general plugins; the others name a platform that is not Tenstorrent's. Tenstorrent's
-# images set "tt"; "empty" is what its source builds of vLLM use.
-BUILTIN_TARGETS = frozenset({"cpu", "cuda", "rocm", "tpu", "xpu"})
-
-
-def check_target_device(environ: Mapping[str, str]) -> None:
-    """Refuse to serve when VLLM_TARGET_DEVICE names one of vLLM's own platforms."""
-    value = environ.get("VLLM_TARGET_DEVICE")
-    if value is not None and value.strip().lower() in BUILTIN_TARGETS:
-        raise ConfigError(
-            f"VLLM_TARGET_DEVICE={value} asks vLLM for its own {value.strip().lower()} "
-            "platform, not a Tenstorrent backend"
-            + (" (with cpu, vLLM does not even call tt_meta's platform plugin)"
-               if value.strip().lower() == "cpu" else ""),
-            where="environment variable VLLM_TARGET_DEVICE",
-            fix="unset VLLM_TARGET_DEVICE (Tenstorrent's images set it to 'tt'), or unset "
-            "VLLM_PLUGINS to serve without tt_meta",
-        )
-
-
 def check_vllm_plugins(environ: Mapping[str, str], catalog: Catalog) -> None:
     """Refuse a VLLM_PLUGINS that makes vLLM load a backend's entry points behind our back.
 

@@ -10,7 +10,6 @@ from typing import NamedTuple
 from .._errors import TTMetaError
 from .._metadata import PLATFORM_GROUP, entry_points, normalize
 from ..activation.backend import (
-    check_target_device,
     check_vllm_plugins,
     installed_vllm_version,
     locate,
@@ -24,6 +23,7 @@ from ..selection.catalog import Catalog
 from ..selection.inputs import ENV_POLICY
 from ..selection.policy import load_policy
 from ..trust.manifest import installed_entry_points
+from ..vllm_entry import check_target_device
 
 OK, WARN, FAIL = "ok", "warn", "FAIL"
 DEVICE_GLOB = "/dev/tenstorrent/*"
