@@ -180,6 +180,15 @@ def test_model_matching_no_rule_is_refused(world: World, tmp_path: Path) -> None
     assert "Initializing a V1 LLM engine" not in output
 
 
+def test_vllm_target_device_cpu_is_refused(world: World) -> None:
+    """With VLLM_TARGET_DEVICE=cpu vLLM 0.32 never calls a platform plugin and would serve on
+    its CPU platform; tt_meta's general plugin refuses before any backend code runs."""
+    output, evts = refused_serve(world, world.metal_model, VLLM_TARGET_DEVICE="cpu")
+    assert "VLLM_TARGET_DEVICE=cpu asks vLLM for its own cpu platform" in output, output[-3000:]
+    assert evts == []
+    assert "Initializing a V1 LLM engine" not in output
+
+
 @pytest.mark.parametrize("plugins", ["<unset>", "tt_meta,tt"])
 def test_conflicting_vllm_plugins_get_our_explanation(world: World, plugins: str) -> None:
     env = world.env(world.record_dir())
