@@ -113,3 +113,21 @@ def install_editable(project: Path, target: Path, mode: str | None = None,
         check=True, capture_output=True,
     )
     return target
+
+
+def start_up_python(venv: Path, *sites: Path) -> Path:
+    """An interpreter whose start-up processes this interpreter's site-packages and then
+    `sites` as site directories (their .pth files run, the directories those add are on
+    sys.path) before site.py imports sitecustomize, as in an image whose packages are
+    installed in its environment. A venv of the base interpreter, without pip, and one .pth.
+    """
+    import sysconfig
+
+    subprocess.run([getattr(sys, "_base_executable", sys.executable), "-m", "venv",
+                    "--without-pip", str(venv)], check=True, capture_output=True)
+    purelib = Path(sysconfig.get_path("purelib", vars={"base": str(venv),
+                                                        "platbase": str(venv)}))
+    dirs = [sysconfig.get_path("purelib"), *map(str, sites)]
+    (purelib / "zz_tt_meta_test_sites.pth").write_text(
+        "import site; " + "; ".join(f"site.addsitedir({d!r})" for d in dirs) + "\n")
+    return venv / "bin" / "python"

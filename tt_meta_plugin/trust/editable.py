@@ -16,6 +16,15 @@ read, namespace packages, `__path__` tricks, symlinks, a source another user can
 modules importable from a path entry) is refused, at signing and at verification, with what
 to do instead. The manifest lists each source's files as if installed normally (`pkg/mod.py`)
 and records where they are (`manifest.Editable`).
+
+The two shapes differ in what runs before tt_meta. The finder makes only the names of its
+MAPPING importable, and tt_meta's import guard answers for them once it runs. A path entry is
+on sys.path from interpreter start-up, before `import sitecustomize` and long before tt_meta:
+whoever can put a file in it (sitecustomize.py, a module vLLM or torch imports if present, a
+`.dist-info` with a `vllm.general_plugins` entry point) runs code before tt_meta can look. So
+a path entry, and every directory above it, must be writable by root only
+(`permissions.check_ancestors` with owners {root}), also when vLLM runs as another user; the
+finder's sources may be the serving user's, as site-packages may.
 """
 
 from __future__ import annotations
@@ -27,7 +36,7 @@ import re
 from collections.abc import Iterable
 from pathlib import Path
 
-from .._errors import EditableInstallError
+from .._errors import EditableInstallError, TamperedError
 from .._metadata import Distribution
 from . import permissions
 from .manifest import Editable, check_absolute_path
@@ -39,6 +48,18 @@ FINDER_LINE = re.compile(r"import ([A-Za-z_][A-Za-z0-9_]*); \1\.install\(\)")
 _FINDER_DEFS = {"_EditableFinder", "_EditableNamespaceFinder", "install"}
 _FINDER_NAMES = {"MAPPING", "NAMESPACES", "PATH_PLACEHOLDER"}
 _RECORDS = (".dist-info", ".egg-info", ".egg-link")
+# What Python or importlib.metadata act on in a sys.path entry before tt_meta runs: the
+# modules site.py imports by name at start-up, .pth files (site.addsitedir), and installation
+# records, whose entry points (vllm.general_plugins) vLLM loads.
+_START_UP = ("sitecustomize", "usercustomize")
+_AT_START_UP = ("; site.py puts the path entry on sys.path when Python starts, so whoever can "
+                "write it (or replace it) runs code from it before tt_meta")
+_PATH_ENTRY_FIX = ("make the project directory, and every directory above it, owned by root "
+                   "and not writable by group or others (read-only for the user running "
+                   "vLLM), then sign again; or install editable in setuptools' finder shape, "
+                   "which makes nothing importable before tt_meta: a flat layout in the "
+                   "default mode, or a src layout whose pyproject.toml maps each package "
+                   "(package-dir = {PKG = \"src/PKG\"}, not {\"\" = \"src\"})")
 _REINSTALL = ("install the backend from its wheel (pip install, without -e), or editable with "
               "setuptools' default mode (pip install -e / uv pip install -e, no "
               "editable_mode=strict), then sign it")
@@ -146,13 +167,15 @@ def layout(dist: Distribution, root: Path, label: str) -> Editable:
     else:
         assert entry is not None
         folder = _real(entry, label)
-        coverable, other, records = entries_of(folder)
+        coverable, other, _records = entries_of(folder)
         own = own_names(dist)
         extra = sorted(other + [n for n in coverable if n.removesuffix(".py") not in own])
-        if records:
-            raise _cannot(label, f"its path entry {folder} holds the installation record(s) "
-                          f"{', '.join(records)}", folder / records[0],
-                          f"remove them (rm -r {folder / records[0]}), then sign again")
+        early = start_up_entries(folder)
+        if early:
+            raise _cannot(label, f"its path entry {folder} holds {', '.join(early)}, which "
+                          "Python or importlib.metadata would read at interpreter start-up, "
+                          "before tt_meta runs", folder / early[0],
+                          f"remove them (rm -r {folder / early[0]}), then sign again")
         if extra:
             raise _cannot(label, f"its path entry {folder} makes importable "
                           f"{', '.join(extra)}, which are not the distribution's own "
@@ -165,11 +188,18 @@ def layout(dist: Distribution, root: Path, label: str) -> Editable:
             raise _cannot(label, f"nothing of the distribution is importable from {folder}",
                           folder)
     editable = Editable(pths[0], finder, entry, sources)
-    unprotected = first_unprotected(editable, source_files(editable, label).values())
+    files = source_files(editable, label)
+    if entry is not None:
+        why = permissions.ancestors_problem(Path(entry), {0})
+        if why is not None:
+            raise _cannot(label, f"its path entry is not protected: {why}{_AT_START_UP}",
+                          entry, _PATH_ENTRY_FIX)
+    unprotected = first_unprotected(editable, files.values())
     if unprotected is not None:
         raise _cannot(label, f"its sources are not protected: {unprotected}", entry or root,
-                      "chmod -R go-w the project directory and chown it to root or the user "
-                      "running vLLM: the sources must be as protected as site-packages")
+                      "chmod -R go-w the project directory and every directory above it, and "
+                      "chown them to root or the user running vLLM: the sources must be as "
+                      "protected as site-packages")
     return editable
 
 
@@ -212,6 +242,13 @@ def entries_of(folder: Path) -> tuple[list[str], list[str], list[str]]:
     return coverable, other, records
 
 
+def start_up_entries(folder: Path) -> list[str]:
+    """What in a sys.path entry Python or importlib.metadata acts on before tt_meta runs:
+    sitecustomize/usercustomize in any importable form, .pth files, installation records."""
+    return sorted(e.name for e in os.scandir(folder)
+                  if e.name.partition(".")[0] in _START_UP or e.name.endswith((".pth", *_RECORDS)))
+
+
 def source_files(editable: Editable, label: str) -> dict[str, str]:
     """Every file of the sources: manifest path -> absolute path. Refuses symlinks and
     packages that extend their own `__path__`."""
@@ -249,9 +286,14 @@ def _extends_path(init: Path) -> bool:
 
 
 def first_unprotected(editable: Editable, files: Iterable[str]) -> str | None:
-    """Why the first unsafe source path (a source, its directory, or a file in it) could be
-    changed by another user, or None."""
-    for path in (*editable.sources.values(), *files):
+    """Why the first unsafe source path (a source or a directory above it, up to /; a file in
+    it, or its directory) could be changed by another user than root or this one, or None."""
+    owners = {0, os.geteuid()}
+    for source in editable.sources.values():
+        why = permissions.ancestors_problem(Path(source), owners)
+        if why is not None:
+            return why
+    for path in files:
         why = permissions.problem(Path(path))
         if why is not None:
             return why
@@ -260,7 +302,9 @@ def first_unprotected(editable: Editable, files: Iterable[str]) -> str | None:
 
 def check_installed(editable: Editable, root: Path, label: str, strict: bool) -> None:
     """Verification: the installed .pth and finder still point where they were signed to,
-    the path entry makes nothing else importable, and the sources are protected."""
+    the path entry holds nothing Python reads at start-up and makes nothing else importable,
+    only root can write it or a directory above it, and the sources and every directory above
+    them are protected (`permissions.check_ancestors`)."""
     fail = Tampered(label, root)  # every path named here is absolute, or at the root
     try:
         finder, entry = read_pth(root, editable.pth, label)
@@ -275,12 +319,27 @@ def check_installed(editable: Editable, root: Path, label: str, strict: bool) ->
         raise fail(f"the editable install now points to {now}, but it was signed pointing "
                    f"to {was}", editable.finder or editable.pth)
     if entry is not None:
+        early = start_up_entries(Path(entry))
+        if early:
+            raise TamperedError(
+                f"{label}: the editable install's path entry holds {', '.join(early)}, which "
+                "Python or importlib.metadata reads at interpreter start-up, before tt_meta "
+                "runs: it may already have run in this and other processes",
+                where=f"{entry}/{early[0]}",
+                fix="remove it and find out who put it there: it ran before tt_meta; keep the "
+                "path entry and every directory above it owned by root and read-only for the "
+                "user running vLLM (security.md, \"Editable installs\")")
         coverable, other, records = entries_of(Path(entry))
         for name in (*records, *other, *coverable):
             if name not in editable.sources:
                 raise fail("importable from the editable install's path entry but not signed",
                            f"{entry}/{name}")
-    for path in (*editable.sources.values(), *(p for p in _walk_dirs(editable))):
+        permissions.check_ancestors(Path(entry), "editable install's path entry", strict, {0},
+                                    _AT_START_UP, _PATH_ENTRY_FIX)
+    owners = {0, os.geteuid()}
+    for source in editable.sources.values():
+        permissions.check_ancestors(Path(source), "editable source", strict, owners)
+    for path in _walk_dirs(editable):
         if permissions.problem(Path(path)) is not None:
             permissions.check(Path(path), "editable source", strict)
             break
