@@ -87,6 +87,7 @@ def test_doctor_reports_conflicts_and_backends(
     assert "[  ok] backend metal: tt-vllm-plugin 0.1.0" in out
     assert "runtime module 'pjrt_plugin_tt' cannot be imported" in out
     assert "[  ok] policy:" in out
+    assert "[  ok] vLLM command lines: read with the option table of vLLM 0.32" in out
     assert "] devices: " in out  # what it says depends on the machine: tested below
     proc = tt_meta(site, "doctor", VLLM_PLUGINS="tt_meta",
                    TT_META_POLICY=str(policy_file(TWO_BACKENDS_POLICY)))

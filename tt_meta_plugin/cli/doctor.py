@@ -87,6 +87,17 @@ def run_checks(environ: Mapping[str, str]) -> list[Check]:
                         f"vLLM {vllm_version} installed" if vllm_version else "vLLM not installed",
                         None if vllm_version else "install the vLLM build for your backend"))
 
+    if vllm_version:
+        from ..selection.command_line import option_table
+
+        try:
+            table = option_table()
+            checks.append(Check(OK, "vLLM command lines",
+                                f"read with the option table of vLLM {table.VLLM_VERSION} "
+                                f"(default model {table.DEFAULT_MODEL})"))
+        except TTMetaError as error:
+            checks.append(from_error("vLLM command lines", error))
+
     for name in catalog.names():
         backend = catalog.get(name, "built-in catalog")
         dists = catalog.installed(backend)

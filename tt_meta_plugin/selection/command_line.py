@@ -207,6 +207,12 @@ def _parsers() -> dict[str, Table]:
 _loaded: Any = None
 
 
+def option_table() -> Any:
+    """The installed vLLM's option table (a module: VLLM_VERSION, DEFAULT_MODEL, ...), or the
+    refusal a vLLM command line would get (`tt-meta doctor` shows it)."""
+    return _table()
+
+
 def _table() -> Any:
     """The option table of the installed vLLM (imported on first use: a command line that
     is not vLLM's never pays for it)."""
