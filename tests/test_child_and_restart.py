@@ -69,6 +69,21 @@ def test_verify_command(scene: Scene) -> None:
     assert bad.returncode == 1 and "FAILED tt-vllm-plugin" in bad.stdout
 
 
+def test_verify_command_checks_the_policy_as_serving_does(scene: Scene) -> None:
+    """A policy that a server would refuse (writable by others) is refused by `tt-meta verify`
+    too, before it writes rollback marks or records that servers trust."""
+    os.chmod(scene.policy, 0o666)
+    proc = subprocess.run([sys.executable, "-m", "tt_meta_plugin.cli", "verify"],
+                          env=clean_env(PYTHONPATH=str(scene.site),
+                                        TT_META_POLICY=str(scene.policy)),
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode != 0, proc.stdout
+    assert "refusing the policy" in proc.stdout + proc.stderr, proc.stdout + proc.stderr
+    assert "Traceback" not in proc.stdout + proc.stderr
+    assert not scene.state.exists() or not any(scene.state.rglob("*")), \
+        sorted(scene.state.rglob("*"))
+
+
 
 def test_verification_cache_skips_unchanged_files_only(scene: Scene) -> None:
     def verify() -> dict[str, Any]:

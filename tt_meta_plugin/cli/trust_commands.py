@@ -11,7 +11,6 @@ from typing import Any
 from .._errors import ConfigError, TTMetaError
 from .._metadata import find_distribution, normalize
 from ..selection.catalog import Catalog
-from ..selection.policy import load_policy
 from ..trust.keys import generate, load_private
 from ..trust.signing import build_manifest, default_output, sign_manifest, write_manifest
 from ..trust.verifier import Verifier
@@ -52,7 +51,11 @@ def sign(args: argparse.Namespace) -> int:
 
 
 def verify(args: argparse.Namespace) -> int:
-    policy = load_policy(os.environ)
+    # The policy as serving reads it, permission check included: verification writes rollback
+    # marks and records that servers then trust.
+    from ..activation.first_process import load_checked_policy
+
+    policy = load_checked_policy(os.environ)
     catalog = Catalog()
     wanted = [(name, d) for name in catalog.names() for d in catalog.get(name, "").distributions]
     if args.dist:
