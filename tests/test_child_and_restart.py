@@ -187,3 +187,23 @@ def test_child_policy_changed_after_the_parent_parsed_it(scene: Scene) -> None:
     scene.policy.write_text(scene.policy.read_text() + "\n# edited\n")
     refused(scene, scene.child(parent.decision), "but the decision was made under",
             "as it was then", "do not change the policy file while a server starts", code="handoff")
+
+
+def test_audit_log_is_never_written_through_a_symlink_or_an_unsafe_file(scene: Scene) -> None:
+    """A user who can write the log's directory must not make a root vLLM process create or
+    append to a file of their choice."""
+    victim = scene.root / "victim"
+    victim.write_text('{"precious": true}\n')  # JSON: the scene reads the log through it
+    scene.audit.symlink_to(victim)
+    result = scene.run()
+    assert_delegated(result, METAL)  # the audit log is a record, not a gate
+    assert victim.read_text() == '{"precious": true}\n'
+    assert "cannot append to the audit log" in result.stderr, result.stderr[-2000:]
+    scene.audit.unlink()
+    scene.audit.write_text("")
+    os.chmod(scene.audit, 0o666)
+    result = scene.run()
+    assert_delegated(result, METAL)
+    assert scene.audit.read_text() == ""
+    assert "not writing to the audit log" in result.stderr
+    assert "is writable by group or others" in result.stderr
