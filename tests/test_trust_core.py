@@ -273,3 +273,21 @@ def test_a_child_warns_in_every_process_when_signatures_are_waived(scene: Scene)
         assert "WITHOUT verifying it" in result.stderr and "WARNING" in result.stderr
     assert json.loads(parent.decision)["trusted"] == []
     assert platform_py(scene).exists()
+
+
+def test_a_backend_module_imported_before_tt_meta_is_refused(scene: Scene) -> None:
+    """Code that runs at interpreter start (here a sitecustomize.py on the path) imported the
+    backend before tt_meta verified it: those bytes were never checked, so the process does
+    not go on as if they had been, in a first process or a child."""
+    parent = scene.run()
+    assert_delegated(parent, METAL)
+    (scene.site / "sitecustomize.py").write_text("import tt_vllm_plugin\n")
+    for result in (scene.run(), scene.child(parent.decision)):
+        # (assert_refused would also require that no backend code ran: here it ran before
+        # tt_meta, at import; what must not happen is tt_meta going on to call it.)
+        assert result.refused and result.result.get("code") == "tampered", result.stderr
+        assert ("tt_vllm_plugin of tt-vllm-plugin was imported before tt_meta verified it"
+                in result.stderr)
+        assert f"where: {scene.site / 'tt_vllm_plugin' / '__init__.py'}" in result.stderr
+        assert {e["event"] for e in result.events} == {"imported"}, result.events
+        assert "Traceback" not in result.stderr

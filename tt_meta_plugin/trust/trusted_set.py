@@ -16,10 +16,11 @@ no verified distribution; the waiver warns each time it is used.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Final
 
-from .._errors import InheritanceError, MismatchError
+from .._errors import InheritanceError, MismatchError, TamperedError
 from .._metadata import (
     Distribution,
     find_distribution,
@@ -121,6 +122,24 @@ class TrustedSet:
     # -- both --------------------------------------------------------------------------
 
     def _add(self, verified: VerifiedBackend) -> None:
+        # The guard checks every import of the distribution from now on; a module of it that
+        # is already imported was loaded without that check (by code that ran before tt_meta).
+        # Except an editable install's setuptools finder, which its .pth imports at start-up by
+        # design: verification compares the finder on disk with what was signed, statically.
+        early = sorted(m for m in sys.modules if m.partition(".")[0] in verified.top_levels
+                       and not m.startswith("__editable__"))
+        if early:
+            module = sys.modules[early[0]]
+            raise TamperedError(
+                f"{early[0]} of {verified.distribution} was imported before tt_meta verified "
+                "it, so the bytes that ran were never checked (code that runs before vLLM: a "
+                "sitecustomize.py or usercustomize.py, a .pth file, or a script importing the "
+                "backend first)",
+                where=str(getattr(module, "__file__", None) or verified.root),
+                fix="remove what imports the backend before vLLM starts (look for "
+                "sitecustomize.py, usercustomize.py and *.pth files on sys.path, e.g. with "
+                "`python -X importtime`)",
+            )
         import_guard.protect(verified)
         self._by_dist[normalize(verified.distribution)] = verified
 
