@@ -3,11 +3,13 @@ from a platform plugin and goes on with another platform (the CPU)."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import textwrap
 from pathlib import Path
 
+import pytest
 from conftest import (
     TWO_BACKENDS_POLICY,
     PolicyFile,
@@ -15,6 +17,7 @@ from conftest import (
     SiteMaker,
     assert_refused,
     clean_env,
+    trust_table,
 )
 
 UNFORESEEN = textwrap.dedent(
@@ -63,3 +66,41 @@ def test_a_deeply_nested_model_config_is_refused(
                          TT_META_POLICY=str(policy))
     assert_refused(result, "the model's config.json is nested too deeply", code="config",
                    where=model / "config.json")
+
+
+def test_a_model_path_component_too_long_is_refused(
+        tmp_path: Path, make_site: SiteMaker, run_process: ProcessRunner,
+        policy_file: PolicyFile) -> None:
+    model = tmp_path / ("m" * 300)  # over the 255 bytes a path component may have
+    site = make_site("tt-vllm-plugin")
+    policy = policy_file('version = 1\nallowed_backends = ["metal"]\n'
+                         '[[rule]]\narchitecture = "X"\nbackend = "metal"\n')
+    result = run_process(site, ["/venv/bin/vllm", "serve", str(model)],
+                         TT_META_POLICY=str(policy))
+    assert_refused(result, "cannot look for the model's config.json: File name too long",
+                   code="config")
+
+
+def test_a_nul_byte_in_a_policy_path_is_refused(
+        make_site: SiteMaker, run_process: ProcessRunner, policy_file: PolicyFile) -> None:
+    site = make_site("tt-vllm-plugin")
+    policy = policy_file('version = 1\nallowed_backends = ["metal"]\ndefault_backend = "metal"'
+                         '\n[trust]\nstate_dir = "/tmp/a\\u0000b"\n')
+    result = run_process(site, ["/venv/bin/vllm", "serve", "m"], TT_META_POLICY=str(policy))
+    assert_refused(result, "'trust.state_dir' must be a path without NUL characters",
+                   where=f"{policy}, key 'trust.state_dir'", code="config")
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root can write any directory (the unprivileged "
+                    "run covers this)")
+def test_a_state_directory_the_serving_user_cannot_write_is_refused(
+        make_site: SiteMaker, run_process: ProcessRunner, policy_file: PolicyFile,
+        signing_key: tuple[Path, str]) -> None:
+    site = make_site("tt-vllm-plugin")
+    readonly = Path("/usr")  # exists, root's, not writable by this user
+    policy = policy_file(TWO_BACKENDS_POLICY + trust_table(signing_key[0], signing_key[1],
+                                                           readonly))
+    result = run_process(site, ["/venv/bin/vllm", "serve", "metal-org/llama"],
+                         TT_META_POLICY=str(policy))
+    assert_refused(result, "cannot lock the state directory: Permission denied",
+                   where=readonly / ".lock", code="state")

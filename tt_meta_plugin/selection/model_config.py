@@ -56,6 +56,18 @@ def find_config(model: str, environ: Mapping[str, str],
                 revision: str | None = None) -> Path | None:
     """The config.json for `model`: in the directory it names, else in the local hub cache
     (at `revision`, a branch, tag or commit, when given; a local directory has none)."""
+    try:
+        return _find_config(model, environ, revision)
+    except OSError as exc:  # a name too long, a directory the serving user cannot read...
+        raise ConfigError(
+            f"cannot look for the model's config.json: {exc.strerror}",
+            where=where(exc.filename or model),
+            fix="name a model directory that exists and that the user running vLLM can read "
+            "(each path component at most 255 bytes), or a hub id",
+        ) from None
+
+
+def _find_config(model: str, environ: Mapping[str, str], revision: str | None) -> Path | None:
     local = Path(model).expanduser()
     if local.is_dir():
         candidate = local / "config.json"

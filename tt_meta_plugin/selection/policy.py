@@ -185,12 +185,24 @@ def _parse_trust(top: _Table, source: str) -> TrustSettings:
                           where=where(source, "trust.threshold"), fix="set threshold = 1 or more")
     (signer_table,) = table.tables("signers", single=True) or [_Table({}, source, "trust.signers.")]
     signers = tuple((name, signer_table.strings(name)) for name in sorted(signer_table.data))
-    manifest_dirs = table.strings("manifest_dirs")
+    def no_nul(key: str, values: tuple[str | None, ...]) -> None:
+        for value in values:
+            if value is not None and "\x00" in value:  # TOML allows "\u0000"; paths do not
+                raise table._wrong(key, "a path without NUL characters", value)
+
+    def path_strings(key: str) -> tuple[str, ...]:
+        values = table.strings(key)
+        no_nul(key, values)
+        return values
+
+    manifest_dirs = path_strings("manifest_dirs")
     state_dir = table.string("state_dir")
     audit_log = table.string("audit_log")
+    no_nul("state_dir", (state_dir,))
+    no_nul("audit_log", (audit_log,))
     settings = TrustSettings(
         require_signatures=require,
-        key_dirs=paths(table.strings("key_dirs")),
+        key_dirs=paths(path_strings("key_dirs")),
         manifest_dirs=paths(manifest_dirs) if manifest_dirs else (DEFAULT_MANIFEST_DIR,),
         state_dir=str(base / state_dir) if state_dir else DEFAULT_STATE_DIR,
         threshold=threshold,

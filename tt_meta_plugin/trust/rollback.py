@@ -44,7 +44,16 @@ class StateDir:
     @contextmanager
     def _locked(self) -> Iterator[None]:
         self._ensure()
-        fd = os.open(self.path / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fd = os.open(self.path / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o600)
+        except OSError as exc:
+            raise StateError(
+                f"cannot lock the state directory: {exc.strerror}",
+                where=str(self.path / LOCK_FILE),
+                fix="let the user running vLLM write the state directory (it may belong to "
+                "another user, e.g. root), or set state_dir in the policy's [trust] table to a "
+                "directory that user owns",
+            ) from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
             yield
