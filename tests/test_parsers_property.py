@@ -1035,6 +1035,7 @@ POLICY_CHECKS: list[tuple[str, str]] = [
     ("rule-action", r"rule \d+ must give exactly one of 'backend' and 'deny = true'"),
     ("rule-nothing", r"rule \d+ matches nothing: it names none of .*"),
     ("threshold", r"trust\.threshold must be at least 1"),
+    ("nul-path", r"'.*' must be a path without NUL characters, not .*"),
     ("unknown", r"unknown key '.*'"),
 ]
 TOP_LEVEL = ["version", "allowed_backends", "default_backend", "trust_model_metadata",
@@ -1061,6 +1062,10 @@ KEYS_BY_TYPE: dict[str, list[tuple[str, str]]] = {
 TOML_TEXT = st.text(st.characters(codec="utf-8"), max_size=8)
 NONEMPTY = st.text(st.characters(codec="utf-8"), min_size=1, max_size=8)
 STRING_LISTS = NONEMPTY | st.lists(NONEMPTY, max_size=3)
+# The [trust] keys that name files: any text but NUL, which no path may hold.
+PATH_KEYS = ("key_dirs", "manifest_dirs", "state_dir", "audit_log")
+PATH_TEXT = NONEMPTY.filter(lambda text: "\x00" not in text)
+PATH_LISTS = PATH_TEXT | st.lists(PATH_TEXT, max_size=3)
 TOML_SCALARS: dict[str, st.SearchStrategy[Any]] = {
     "int": st.integers(-(2**63), 2**63 - 1),
     "float": st.floats(),
@@ -1177,8 +1182,8 @@ def policy_trust(draw: st.DrawFn) -> dict[str, Any]:
     options: dict[str, st.SearchStrategy[Any]] = {
         "threshold": st.integers(1, 2**63 - 1),
         "signers": st.dictionaries(TOML_TEXT, STRING_LISTS, max_size=2),
-        "key_dirs": STRING_LISTS, "manifest_dirs": STRING_LISTS, "revoked_keys": STRING_LISTS,
-        "state_dir": NONEMPTY, "audit_log": NONEMPTY, "strict_permissions": st.booleans(),
+        "key_dirs": PATH_LISTS, "manifest_dirs": PATH_LISTS, "revoked_keys": STRING_LISTS,
+        "state_dir": PATH_TEXT, "audit_log": PATH_TEXT, "strict_permissions": st.booleans(),
     }
     return {key: draw(options[key]) for key in draw(st.permutations(TRUST_KEYS))
             if draw(st.booleans())}
@@ -1285,7 +1290,8 @@ def p_valid_strings(draw: st.DrawFn, doc: dict[str, Any]) -> Mutant:
     key = key or draw(TOML_TEXT)
     # A string or a list; an empty list only where "nothing" is allowed.
     required = level == "rule" or key == "allowed_backends"
-    table[key] = draw(NONEMPTY | st.lists(NONEMPTY, min_size=1 if required else 0, max_size=3))
+    text = PATH_TEXT if level == "trust" and key in PATH_KEYS else NONEMPTY
+    table[key] = draw(text | st.lists(text, min_size=1 if required else 0, max_size=3))
     return Mutant(doc, OK)
 
 
@@ -1378,6 +1384,17 @@ def p_threshold(draw: st.DrawFn, doc: dict[str, Any]) -> Mutant:
     return Mutant(doc, "threshold", "trust.threshold", "trust.threshold")
 
 
+def p_nul_path(draw: st.DrawFn, doc: dict[str, Any]) -> Mutant:
+    key = draw(st.sampled_from(PATH_KEYS))
+    path = draw(PATH_TEXT)
+    at = draw(st.integers(0, len(path)))
+    value = path[:at] + "\x00" + path[at:]
+    multiple = key in ("key_dirs", "manifest_dirs")
+    doc.setdefault("trust", {})[key] = [value] if multiple and draw(st.booleans()) else value
+    return Mutant(doc, "nul-path", f"'trust.{key}' must be a path without NUL",
+                  f"trust.{key}")
+
+
 POLICY_MUTATIONS: dict[str, Mutation] = {
     "valid-removed": p_valid_removed, "valid-strings": p_valid_strings,
     "valid-rule": p_valid_rule, "valid-trust": p_valid_trust,
@@ -1385,7 +1402,7 @@ POLICY_MUTATIONS: dict[str, Mutation] = {
     **{f"unknown-{level}": p_unknown(level) for level in ("top", "rule", "trust")},
     "missing": p_missing, "version": p_version, "empty-allowed": p_empty_allowed,
     "mismatch": p_mismatch, "rule-action": p_rule_action, "rule-nothing": p_rule_nothing,
-    "threshold": p_threshold,
+    "threshold": p_threshold, "nul-path": p_nul_path,
 }
 # Mutations of the text rather than of a value, and the same document in the other style.
 POLICY_TEXT_KINDS = ["other-style", "utf8", "syntax"]
