@@ -32,6 +32,8 @@ from conftest import (
     tamper_bytecode,
 )
 
+from tt_meta_plugin.trust.manifest import manifest_file_names
+
 
 def test_16_modified_file(scene: Scene) -> None:
     with platform_py(scene).open("a") as handle:
@@ -192,3 +194,64 @@ def test_22_file_swapped_between_verification_and_import(scene: Scene) -> None:
            "tt-vllm-plugin (changed after verification)" in proc.stdout, proc.stdout + proc.stderr
     ran = read_events(scene.root)
     assert "platform_class" not in {e["event"] for e in ran}
+
+
+# -- The installed backend's directories (security.md rows 37-38) --------------------------
+
+def _manifest_elsewhere(scene: Scene) -> Path:
+    """The manifest moved from the .dist-info to a manifest directory of its own, so the
+    install is judged at its own step (8), not as the manifest's directory at step (2)."""
+    folder = scene.root / "manifests"
+    folder.mkdir()
+    shutil.move(scene.manifest, folder / manifest_file_names(METAL, "0.1.0")[0])
+    return scene.policy_with(f'manifest_dirs = ["{folder}"]\n')
+
+
+@pytest.mark.parametrize("what", ["install root", "package directory", ".dist-info directory"])
+def test_37_installed_backend_writable_by_others(scene: Scene, what: str) -> None:
+    target = {"install root": scene.site, "package directory": scene.site / "tt_vllm_plugin",
+              ".dist-info directory": scene.site / METAL_INFO}[what]
+    policy = _manifest_elsewhere(scene)
+    assert_delegated(scene.run(policy), METAL)
+    mode = target.stat().st_mode
+    os.chmod(target, mode | 0o002)
+    try:
+        # Every file still hashes as signed: only the directory is what another user can use.
+        refused(scene, scene.run(policy), f"refusing the backend's {what}: {target} is "
+                "writable by group or others", f"chmod go-w {target}", where=target,
+                code="permissions")
+        relaxed = scene.run(scene.policy_with(
+            f'manifest_dirs = ["{scene.root / "manifests"}"]\nstrict_permissions = false\n'))
+        assert_delegated(relaxed, METAL)
+        assert f"trusting the backend's {what} {target} although" in relaxed.stderr
+    finally:
+        os.chmod(target, mode)
+
+
+def test_37_a_directory_above_the_install_writable_by_others(scene: Scene) -> None:
+    """The walk goes up to /: a directory above site-packages that others can write lets them
+    rename the whole install away and put theirs in its place."""
+    policy = _manifest_elsewhere(scene)
+    above = scene.root / "lib"
+    above.mkdir()
+    site = above / "site-packages"
+    scene.site.rename(site)
+    scene.site = site
+    assert_delegated(scene.run(policy), METAL)
+    os.chmod(above, 0o777)
+    try:
+        refused(scene, scene.run(policy), f"refusing the backend's install root: {above} is "
+                "writable by group or others (mode 777)", where=site, code="permissions")
+        os.chmod(above, 0o1777)  # sticky, like /tmp: others cannot rename what is not theirs
+        assert_delegated(scene.run(policy), METAL)
+    finally:
+        os.chmod(above, 0o755)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="chown to another user needs root")
+def test_37_installed_backend_owned_by_another_user(scene: Scene) -> None:
+    policy = _manifest_elsewhere(scene)
+    package = scene.site / "tt_vllm_plugin"
+    os.chown(package, 12345, -1)
+    refused(scene, scene.run(policy), f"refusing the backend's package directory: {package} is "
+            "owned by uid 12345, not by root", where=package, code="permissions")

@@ -16,10 +16,12 @@ from conftest import (
     ProcessRunner,
     Scene,
     SiteMaker,
+    StateWatch,
     assert_delegated,
     assert_refused,
     platform_py,
     refused,
+    sign_site,
 )
 
 # -- Policy ---------------------------------------------------------------------------------
@@ -65,6 +67,67 @@ def test_24_relaxed_for_development_with_a_warning(scene: Scene) -> None:
     assert_delegated(result, METAL)
     assert "WARNING" in result.stderr and "strict_permissions = false" in result.stderr
     assert str(scene.manifest) in result.stderr
+
+
+def test_38_state_directory_renamed_away_by_whoever_can_write_its_parent(scene: Scene) -> None:
+    """Rollback protection must not be reset by renaming the state directory away: tt_meta
+    would recreate it empty and take an older manifest. Every directory above the state
+    directory is checked up to / (sshd's StrictModes), so a parent others can write is a
+    refusal; a sticky one (like /tmp) is not, since others cannot rename what is not theirs."""
+    parent = scene.root / "var"
+    parent.mkdir()
+    scene.state = parent / "state"
+    scene.watch = StateWatch(scene.state, scene.audit)
+    policy = scene.policy_with()
+    key = scene.keys / "release.key"
+    sign_site(scene.site, key, serial=2)
+    assert_delegated(scene.run(policy), METAL)  # the machine has seen serial 2
+    newer = scene.manifest.read_bytes()
+    sign_site(scene.site, key, serial=1)  # an older manifest, validly signed
+    os.chmod(parent, 0o777)
+    try:
+        os.rename(scene.state, parent / "moved")  # what any user can now do
+        refused(scene, scene.run(policy), "refusing the state directory: "
+                f"{parent} is writable by group or others (mode 777)", f"chmod go-w {parent}",
+                where=scene.state, code="permissions")
+        if scene.state.exists():
+            scene.state.rmdir()  # what the refused run recreated: empty
+        os.rename(parent / "moved", scene.state)
+        os.chmod(parent, 0o1777)  # sticky: the parent is accepted, and the marks hold
+        refused(scene, scene.run(policy), "rollback", code="rollback")
+        scene.manifest.write_bytes(newer)
+        assert_delegated(scene.run(policy), METAL)
+    finally:
+        os.chmod(parent, 0o755)
+
+
+@pytest.mark.parametrize("what", ["policy", "key directory", "manifest directory"])
+def test_38_directory_above_a_trusted_path_writable_by_others(scene: Scene, what: str) -> None:
+    """Not only a file and its directory: every directory above it, up to /."""
+    above = scene.root / "above"
+    below = above / "dir"
+    below.mkdir(parents=True)
+    if what == "policy":
+        moved = below / "policy.toml"
+        scene.policy.rename(moved)
+        policy = moved
+    elif what == "key directory":
+        for pub in scene.keys.glob("*.pub"):
+            (below / pub.name).write_bytes(pub.read_bytes())
+        policy = scene.policy_with(keys=below)
+    else:
+        from tt_meta_plugin.trust.manifest import manifest_file_names
+
+        scene.manifest.rename(below / manifest_file_names(METAL, "0.1.0")[0])
+        policy = scene.policy_with(f'manifest_dirs = ["{below}"]\n')
+    assert_delegated(scene.run(policy), METAL)
+    os.chmod(above, 0o777)
+    try:
+        where = policy if what == "policy" else below
+        refused(scene, scene.run(policy), f"refusing the {what}: {above} is writable by group "
+                "or others (mode 777)", where=where, code="permissions")
+    finally:
+        os.chmod(above, 0o755)
 
 
 def _child_of(scene: Scene, failed: ProcessResult) -> ProcessResult:

@@ -60,9 +60,10 @@ def activate(environ: MutableMapping[str, str], argv: Sequence[str],
             fix="install the same backend version on every node of the server",
         )
     if _recorded_here(recorded):
-        settings = settings_seal.unseal(recorded.state_dir, recorded.policy_digest, WHERE)
-        permissions.check(path, "policy", settings.strict_permissions)
-        trusted = _inherit(settings, recorded)
+        with permissions.remembered():  # the seal's and the records' directories, judged once
+            settings = settings_seal.unseal(recorded.state_dir, recorded.policy_digest, WHERE)
+            permissions.check(path, "policy", settings.strict_permissions)
+            trusted = _inherit(settings, recorded)
     else:
         settings, trusted = _verify_here(environ, recorded, dist)
     target = target_of(recorded.backend, dist, trusted.entry_points(dist))

@@ -25,8 +25,9 @@ def package_keys_dir() -> Path | None:
 
 
 def load_keys(key_dirs: tuple[str, ...], strict: bool) -> dict[str, PublicKey]:
-    """Key id -> key, for every `*.pub` in the shipped keys/ and in `key_dirs`; each file
-    permission-checked (whoever can write a key directory decides what is trusted)."""
+    """Key id -> key, for every `*.pub` in the shipped keys/ and in `key_dirs`; each
+    directory and file permission-checked up to / (whoever can write a key directory, or
+    one above it, decides what is trusted)."""
     from .keys import PUBLIC_SUFFIX, load_public
 
     keys: dict[str, PublicKey] = {}
@@ -35,6 +36,8 @@ def load_keys(key_dirs: tuple[str, ...], strict: bool) -> dict[str, PublicKey]:
         if not folder.is_dir():
             raise KeyFileError("a key directory named by the policy does not exist",
                                where=str(folder), fix="create it, or correct trust.key_dirs")
+        # Whoever can write (or rename) a key directory, or one above it, adds keys.
+        permissions.check(folder, "key directory", strict)
         for path in sorted(folder.glob("*" + PUBLIC_SUFFIX)):
             permissions.check(path, "public key", strict)
             key = load_public(path)

@@ -39,6 +39,9 @@ class StateDir:
                 fix="create it (mode 0700, owned by the user running vLLM) or set "
                 "state_dir in the policy's [trust] table",
             ) from None
+        # The directory itself, not only as the file's: whoever can rename it (write a
+        # directory above it) can put an empty one in its place, without rollback marks.
+        permissions.check(self.path, "state directory", self.strict)
         permissions.check(self.path / MARKS_FILE, "state file", self.strict)
 
     @contextmanager

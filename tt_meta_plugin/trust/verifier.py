@@ -17,10 +17,16 @@ in the code:
      and finder still point where they were signed to, and its sources are protected
      (`editable.py`); every file it lists is present and equal, nothing added, no symlink
      (`tree.py`);
- (8) nothing at the install root or elsewhere on sys.path shadows it, and nothing unsigned is
+ (8) the install root, each signed package directory and the .dist-info, and every directory
+     above them up to /, are root's or the serving user's and writable by neither group nor
+     others (`permissions.py`);
+ (9) nothing at the install root or elsewhere on sys.path shadows it, and nothing unsigned is
      importable from an editable install's path entry;
- (9) the serial becomes the machine's high-water mark, and the verification record is written
-     for the children and for the next restart (`verification_record.py`).
+ (10) the serial becomes the machine's high-water mark, and the verification record is
+     written for the children and for the next restart (`verification_record.py`).
+
+Every path is permission-checked up to / (`permissions.check`), within one
+`permissions.remembered()` scope: a directory above several of them is judged once.
 
 The result is a `VerifiedBackend`; the `TrustedSet` is its only consumer.
 """
@@ -118,6 +124,11 @@ class Verifier:
         `expected`: the SHA-256 of the manifest file a first process verified, when a child
         verifies for itself (activation/child_process.py); another manifest is refused.
         """
+        with permissions.remembered():
+            return self._verify(backend, dist, expected)
+
+    def _verify(self, backend: str, dist: Distribution, expected: str | None
+                ) -> VerifiedBackend:
         label = f"{dist.name} {dist.version}"
         # (0) How it is installed: an editable install's code lives outside the install root,
         # where the .pth or finder its manifest signs says.
@@ -179,10 +190,14 @@ class Verifier:
             own = {path.relative_to(root).as_posix()} if path.is_relative_to(root) else set()
             walked, hashed = tree.check_files(best.files, root, own,
                                               cached.walked() if cached else None, fail, sources)
-        # (8) Nothing shadows it (an editable install's path entry: checked in (7)).
+        # (8) Who can change the install: hashing catches a file changed in place, not a
+        # directory another user can write (a module or a shared library swapped after it
+        # was hashed, or the whole install renamed away and replaced).
+        self._check_install(root, dist, best.tops)
+        # (9) Nothing shadows it (an editable install's path entry: checked in (7)).
         tree.check_install_root(root, dist, best.tops, fail, sources,
                                 layout.pth if layout else None)
-        # (9) The new high-water mark, and the record.
+        # (10) The new high-water mark, and the record.
         facts = best.facts
         self.state.advance(label, normalize(dist.name), facts.serial, best.digest, str(path))
         if cached is not None and walked is None and not best.signatures.fresh:
@@ -201,6 +216,20 @@ class Verifier:
             entry_points=facts.entry_points, files_checked=True, hashed_files=hashed,
         )
 
+    def _check_install(self, root: Path, dist: Distribution, tops: frozenset[str]) -> None:
+        """(8) The install root, each signed top-level package directory and the
+        distribution's .dist-info, and every directory above them up to /: not every file
+        (a file changed in place is hashed). A top-level module, or an editable install's
+        package (its sources are checked in (7)), has no directory here: only the root is
+        judged for it."""
+        strict = self.trust.strict_permissions
+        permissions.check(root, "backend's install root", strict)
+        for name in sorted(tops):
+            permissions.check(root / name, "backend's package directory", strict)
+        info = dist_info_dir(dist)
+        if info is not None:
+            permissions.check(info, "backend's .dist-info directory", strict)
+
     def _check_manifest(self, path: Path, backend: str, dist: Distribution, label: str,
                         editable: bool) -> _Candidate:
         from .envelope import MANIFEST_TYPE, parse_envelope
@@ -209,6 +238,7 @@ class Verifier:
         where = str(path)
         # (2) Permissions, bytes, and a signed envelope of the manifest type. A record of
         # these exact bytes spares decoding them again.
+        permissions.check(path.parent, "manifest directory", self.trust.strict_permissions)
         permissions.check(path, "manifest", self.trust.strict_permissions)
         try:
             raw = path.read_bytes()
