@@ -136,9 +136,8 @@ def _verify_here(environ: MutableMapping[str, str], recorded: recorded_decision.
             fix=f"unset {recorded_decision.ENV_DECISION}: tt_meta sets it itself for the "
             "processes vLLM starts",
         )
-    waiver = first_process.trusted_set_for(policy).waiver
     # Each distribution verified here must verify against the manifest the decision names.
-    trusted = TrustedSet(policy.trust, waiver, None if waiver else recorded.trusted)
+    trusted = first_process.trusted_set_for(policy, recorded.trusted)
     catalog = first_process.catalog_for(trusted)
     backend = catalog.get(recorded.backend, policy.source)  # verifies a backend plugin
     # What a first process checks of its environment before it runs a backend, this node's

@@ -25,7 +25,7 @@ from ..selection.catalog import Catalog
 from ..selection.inputs import Inputs, read_inputs
 from ..selection.policy import Policy, load_policy
 from ..trust import permissions, settings_seal
-from ..trust.trusted_set import TrustedSet
+from ..trust.trusted_set import RecordRef, TrustedSet
 from ..trust.waiver import UnsafeNoVerification
 from . import recorded_decision
 from .backend import (
@@ -62,9 +62,12 @@ def load_checked_policy(environ: MutableMapping[str, str]) -> Policy:
     return policy
 
 
-def trusted_set_for(policy: Policy) -> TrustedSet:
-    waiver = None if policy.trust.require_signatures else UnsafeNoVerification(policy.source)
-    return TrustedSet(policy.trust, waiver)
+def trusted_set_for(policy: Policy, expected: Sequence[RecordRef] | None = None) -> TrustedSet:
+    """The process's trusted set; `expected`: the manifests a child verifying for itself must
+    reach (its first process's), ignored under the waiver, which verifies nothing."""
+    if not policy.trust.require_signatures:
+        return TrustedSet(policy.trust, UnsafeNoVerification(policy.source))
+    return TrustedSet(policy.trust, None, expected)
 
 
 def catalog_for(trusted: TrustedSet) -> Catalog:
