@@ -111,8 +111,10 @@ def ray_workers(server: Server, events: list[dict[str, Any]], audit: list[dict[s
 def test_ray_cluster_started_by_vllm(world: tuple[Path, dict[str, str]]) -> None:
     """No cluster beforehand: vLLM's `ray.init` starts one on this node (given a "GPU")."""
     root, env = world
-    server, events, audit = serve(root, {**env, "RAY_OVERRIDE_RESOURCES": '{"GPU": 1}'},
-                                  "local")
+    # RAY_ADDRESS=local: start a cluster even if /tmp/ray names one left by another run
+    # (`ray.init()` with no address would connect to it and wait for its "GPU").
+    server, events, audit = serve(root, {**env, "RAY_OVERRIDE_RESOURCES": '{"GPU": 1}',
+                                         "RAY_ADDRESS": "local"}, "local")
     for pid in ray_workers(server, events, audit):
         # Same node, same state directory: the record the first process wrote is inherited.
         assert next(a for a in audit if a["pid"] == pid)["verified"] == "signature", audit

@@ -59,7 +59,8 @@ def vllm_server(model: Path, env: Mapping[str, str], log: Path, extra: Sequence[
                 raise RuntimeError(f"vllm serve exited with {proc.returncode}:\n"
                                    + log.read_text()[-4000:])
             if time.monotonic() > deadline:
-                raise RuntimeError(f"vllm serve did not answer in {START_TIMEOUT:.0f} s")
+                raise RuntimeError(f"vllm serve did not answer in {START_TIMEOUT:.0f} s:\n"
+                                   + log.read_text()[-4000:])
             try:
                 urllib.request.urlopen(f"http://127.0.0.1:{port}/v1/models", timeout=2)
                 break
