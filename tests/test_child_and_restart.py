@@ -69,6 +69,35 @@ def test_verify_command(scene: Scene) -> None:
     assert bad.returncode == 1 and "FAILED tt-vllm-plugin" in bad.stdout
 
 
+def test_verify_reports_what_python_runs_at_start_up(scene: Scene) -> None:
+    """sitecustomize.py, usercustomize.py and *.pth at the install root run before tt_meta:
+    `tt-meta verify` names each, with the distribution whose RECORD installed it."""
+    (scene.site / "sitecustomize.py").write_text("# runs in every interpreter\n")
+    (scene.site / "stray.pth").write_text("import os\n")
+    owned = scene.site / "helper-1.0.dist-info"
+    owned.mkdir()
+    (owned / "RECORD").write_text("helper.pth,sha256=x,5\nhelper-1.0.dist-info/RECORD,,\n")
+    (scene.site / "helper.pth").write_text("\n")
+
+    def verify(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "tt_meta_plugin.cli", "verify", *args],
+                              env=clean_env(PYTHONPATH=str(scene.site),
+                                            TT_META_POLICY=str(scene.policy)),
+                              capture_output=True, text=True, timeout=60)
+
+    proc = verify("--json", "--dist", "tt-vllm-plugin")
+    assert proc.returncode == 0, proc.stdout + proc.stderr  # reported, not refused
+    (report,) = json.loads(proc.stdout)
+    assert report["start_up_files"] == [
+        {"path": str(scene.site / "helper.pth"), "installed_by": "helper"},
+        {"path": str(scene.site / "sitecustomize.py"), "installed_by": None},
+        {"path": str(scene.site / "stray.pth"), "installed_by": None},
+    ]
+    text = verify("--dist", "tt-vllm-plugin").stdout
+    assert (f"  runs at Python start-up, before tt_meta: {scene.site / 'stray.pth'} "
+            "(installed by no installed distribution)") in text, text
+
+
 def test_verify_command_checks_the_policy_as_serving_does(scene: Scene) -> None:
     """A policy that a server would refuse (writable by others) is refused by `tt-meta verify`
     too, before it writes rollback marks or records that servers trust."""

@@ -112,6 +112,23 @@ def test_doctor_checks_what_vllm_and_ray_read(
     assert "fix: set TT_META_POLICY to an absolute path" in relative.stdout
 
 
+def test_doctor_reports_start_up_files(
+    make_site: SiteMaker, policy_file: Callable[[str], Path]
+) -> None:
+    """What Python runs from a backend's install root before tt_meta: listed, and a warning
+    for a sitecustomize.py or a .pth no installed distribution put there."""
+    site = make_site("tt-vllm-plugin")
+    policy = str(policy_file(TWO_BACKENDS_POLICY))
+    clean = tt_meta(site, "doctor", VLLM_PLUGINS="tt_meta", TT_META_POLICY=policy)
+    assert f"[  ok] start-up files: none in {site}" in clean.stdout, clean.stdout
+    (site / "usercustomize.py").write_text("")
+    stray = tt_meta(site, "doctor", VLLM_PLUGINS="tt_meta", TT_META_POLICY=policy)
+    assert (f"[warn] start-up files: Python runs these from {site} before tt_meta verifies "
+            "anything: usercustomize.py (installed by nothing)") in stray.stdout, stray.stdout
+    assert "fix: make sure each is yours" in stray.stdout
+    assert stray.returncode == 0  # a warning: doctor cannot know whether it is wanted
+
+
 def test_doctor_device_check(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The device probe, pointed at a folder the test controls instead of /dev/tenstorrent."""
     monkeypatch.setattr(_doctor, "DEVICE_GLOB", str(tmp_path / "*"))

@@ -5,10 +5,11 @@ from __future__ import annotations
 import glob
 import os
 from collections.abc import Mapping
+from pathlib import Path
 from typing import NamedTuple
 
 from .._errors import TTMetaError
-from .._metadata import PLATFORM_GROUP, entry_points, normalize
+from .._metadata import PLATFORM_GROUP, entry_points, install_root, normalize
 from ..activation.backend import (
     check_vllm_plugins,
     installed_vllm_version,
@@ -23,6 +24,7 @@ from ..selection.catalog import Catalog
 from ..selection.inputs import ENV_POLICY
 from ..selection.policy import load_policy
 from ..trust.manifest import installed_entry_points
+from ..trust.start_up import START_UP_MODULES, start_up_files
 from ..vllm_entry import check_target_device
 
 OK, WARN, FAIL = "ok", "warn", "FAIL"
@@ -98,6 +100,7 @@ def run_checks(environ: Mapping[str, str]) -> list[Check]:
         except TTMetaError as error:
             checks.append(from_error("vLLM command lines", error))
 
+    roots: set[Path] = set()
     for name in catalog.names():
         backend = catalog.get(name, "built-in catalog")
         dists = catalog.installed(backend)
@@ -106,6 +109,7 @@ def run_checks(environ: Mapping[str, str]) -> list[Check]:
             checks.append(Check(WARN, topic, f"not installed (distribution "
                                 f"{' or '.join(backend.distributions)})"))
             continue
+        roots.update(install_root(d) for d in dists)
         try:
             dist = locate(catalog, backend)
             # As installed (doctor runs nothing of it; serving calls the signed ones).
@@ -122,6 +126,9 @@ def run_checks(environ: Mapping[str, str]) -> list[Check]:
         mismatch = vllm_mismatch(catalog, backend, dist)
         if mismatch:
             checks.append(Check(WARN, topic, mismatch, "install the vLLM the backend needs"))
+
+    for root in sorted(roots):
+        checks.append(start_up_check(root))
 
     known = {normalize(d) for d in catalog.distribution_names()} | {"tt-meta-plugin"}
     for ep in entry_points(group=PLATFORM_GROUP):
@@ -144,6 +151,22 @@ def run_checks(environ: Mapping[str, str]) -> list[Check]:
                         else f"no Tenstorrent device found ({DEVICE_GLOB})",
                         None if devices else "install the tt-kmd driver and check the cards"))
     return checks
+
+
+def start_up_check(root: Path) -> Check:
+    """The files Python runs from a backend's install root before tt_meta: a warning for
+    sitecustomize/usercustomize and for any file no installed distribution put there."""
+    found = start_up_files(root)
+    if not found:
+        return Check(OK, "start-up files", f"none in {root}")
+    odd = [f for f in found if f.owner is None
+           or Path(f.path).name.partition(".")[0] in START_UP_MODULES]
+    listed = ", ".join(f"{Path(f.path).name} ({f.owner or 'installed by nothing'})"
+                       for f in found)
+    return Check(WARN if odd else OK, "start-up files",
+                 f"Python runs these from {root} before tt_meta verifies anything: {listed}",
+                 "make sure each is yours and remove what no installed package needs; keep "
+                 "the directory writable by root only" if odd else None)
 
 
 def render(checks: list[Check]) -> str:

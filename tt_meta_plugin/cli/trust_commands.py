@@ -9,10 +9,11 @@ import time
 from typing import Any
 
 from .._errors import ConfigError, TTMetaError
-from .._metadata import find_distribution, normalize
+from .._metadata import find_distribution, install_root, normalize
 from ..selection.catalog import Catalog
 from ..trust.keys import generate, load_private
 from ..trust.signing import build_manifest, default_output, sign_manifest, write_manifest
+from ..trust.start_up import start_up_files
 from ..trust.verifier import Verifier
 
 
@@ -73,6 +74,9 @@ def verify(args: argparse.Namespace) -> int:
                                 "error": "not installed"})
             continue
         started = time.perf_counter()
+        # What Python runs from the install root before tt_meta could verify anything.
+        early = [{"path": f.path, "installed_by": f.owner}
+                 for f in start_up_files(install_root(dist))]
         try:
             verified = verifier.verify(backend, dist)
             results.append({"distribution": dist.name, "version": str(dist.version),
@@ -81,11 +85,13 @@ def verify(args: argparse.Namespace) -> int:
                             "serial": verified.serial,
                             "signers": list(verified.signers), "files": len(verified.files),
                             "hashed": verified.hashed_files,
-                            "ms": round((time.perf_counter() - started) * 1e3, 1)})
+                            "ms": round((time.perf_counter() - started) * 1e3, 1),
+                            "start_up_files": early})
         except TTMetaError as error:
             results.append({"distribution": dist.name, "version": str(dist.version),
                             "backend": backend, "ok": False, "error": error.summary,
-                            "where": error.where, "fix": error.fix})
+                            "where": error.where, "fix": error.fix,
+                            "start_up_files": early})
     if args.json:
         print(json.dumps(results, indent=2))
     else:
@@ -100,6 +106,9 @@ def verify(args: argparse.Namespace) -> int:
                 for key in ("where", "fix"):
                     if r.get(key):
                         print(f"  {key}: {r[key]}")
+            for f in r.get("start_up_files", ()):
+                print(f"  runs at Python start-up, before tt_meta: {f['path']} (installed by "
+                      f"{f['installed_by'] or 'no installed distribution'})")
         if not results:
             print("no backend distribution is installed")
     return 0 if results and all(r["ok"] for r in results) else 1

@@ -40,6 +40,7 @@ from .._errors import EditableInstallError, TamperedError
 from .._metadata import Distribution
 from . import permissions
 from .manifest import Editable, check_absolute_path
+from .start_up import is_start_up_name
 from .tree import Tampered
 
 FINDER_LINE = re.compile(r"import ([A-Za-z_][A-Za-z0-9_]*); \1\.install\(\)")
@@ -48,10 +49,10 @@ FINDER_LINE = re.compile(r"import ([A-Za-z_][A-Za-z0-9_]*); \1\.install\(\)")
 _FINDER_DEFS = {"_EditableFinder", "_EditableNamespaceFinder", "install"}
 _FINDER_NAMES = {"MAPPING", "NAMESPACES", "PATH_PLACEHOLDER"}
 _RECORDS = (".dist-info", ".egg-info", ".egg-link")
-# What Python or importlib.metadata act on in a sys.path entry before tt_meta runs: the
-# modules site.py imports by name at start-up, .pth files (site.addsitedir), and installation
-# records, whose entry points (vllm.general_plugins) vLLM loads.
-_START_UP = ("sitecustomize", "usercustomize")
+#: The most read of a .pth or finder module (one line; a MAPPING of a few packages).
+MAX_READ_BYTES = 1 << 20
+# Installation records in a sys.path entry: their entry points (vllm.general_plugins) are
+# what vLLM loads, so in a path entry they act before tt_meta as start-up files do.
 _AT_START_UP = ("; site.py puts the path entry on sys.path when Python starts, so whoever can "
                 "write it (or replace it) runs code from it before tt_meta")
 _PATH_ENTRY_FIX = ("make the project directory, and every directory above it, owned by root "
@@ -246,7 +247,7 @@ def start_up_entries(folder: Path) -> list[str]:
     """What in a sys.path entry Python or importlib.metadata acts on before tt_meta runs:
     sitecustomize/usercustomize in any importable form, .pth files, installation records."""
     return sorted(e.name for e in os.scandir(folder)
-                  if e.name.partition(".")[0] in _START_UP or e.name.endswith((".pth", *_RECORDS)))
+                  if is_start_up_name(e.name) or e.name.endswith(_RECORDS))
 
 
 def source_files(editable: Editable, label: str) -> dict[str, str]:
