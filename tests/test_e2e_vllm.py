@@ -180,6 +180,33 @@ def test_model_matching_no_rule_is_refused(world: World, tmp_path: Path) -> None
     assert "Initializing a V1 LLM engine" not in output
 
 
+# Stands in for a bug: an exception tt_meta did not turn into a refusal itself. Python
+# imports sitecustomize from PYTHONPATH when it starts, before vLLM and tt_meta run.
+A_BUG = textwrap.dedent(
+    """
+    from tt_meta_plugin.selection import decide
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("a bug no test foresaw")
+
+    decide.decide = broken
+    """
+)
+
+
+def test_an_unforeseen_failure_stops_vllm(world: World, tmp_path: Path) -> None:
+    """vLLM swallows a platform plugin's exceptions and goes on with its CPU platform; an
+    unexpected failure inside tt_meta must stop the server instead (exit 1, no backend)."""
+    (tmp_path / "sitecustomize.py").write_text(A_BUG)
+    output, evts = refused_serve(world, world.metal_model,
+                                 PYTHONPATH=f"{tmp_path}:{world.site}")
+    assert "tt_meta failed unexpectedly: RuntimeError('a bug no test foresaw')" in output, \
+        output[-3000:]
+    assert "Traceback" not in output, output[-3000:]
+    assert evts == []
+    assert "Initializing a V1 LLM engine" not in output
+
+
 def test_vllm_target_device_cpu_is_refused(world: World) -> None:
     """With VLLM_TARGET_DEVICE=cpu vLLM 0.32 never calls a platform plugin and would serve on
     its CPU platform; tt_meta's general plugin refuses before any backend code runs."""
