@@ -66,19 +66,37 @@ def dist_info_dir(dist: Distribution) -> Path | None:
     return Path(path).resolve() if path is not None else None
 
 
+# direct_url.json is a few hundred bytes: anything past this is not one pip wrote.
+_MAX_DIRECT_URL_BYTES = 1 << 20
+
+
 def is_editable(dist: Distribution, label: str) -> bool:
     """Is `dist` an editable install (`direct_url.json`: `"dir_info": {"editable": true}`)?
     Its code then lives outside the install root, where its .pth or finder says: only a
-    manifest signed for an editable install covers it (`trust/editable.py`)."""
-    text = dist.read_text("direct_url.json")
-    if not text:
-        return False
+    manifest signed for an editable install covers it (`trust/editable.py`). A
+    direct_url.json that exists but cannot be read, or is not the JSON pip writes, is a
+    refusal: it may be an editable install."""
+    info = dist_info_dir(dist)
+    where = str(info / "direct_url.json") if info else "direct_url.json in its .dist-info"
     try:
+        if info is None:  # not a directory on disk: importlib.metadata reads it
+            text = dist.read_text("direct_url.json")
+        else:
+            try:
+                with open(info / "direct_url.json", "rb") as handle:
+                    raw = handle.read(_MAX_DIRECT_URL_BYTES + 1)
+            except (FileNotFoundError, NotADirectoryError):
+                return False
+            if len(raw) > _MAX_DIRECT_URL_BYTES:
+                raise ValueError("too large")
+            text = raw.decode("utf-8")
+        if not text:
+            return False
         return bool(json.loads(text).get("dir_info", {}).get("editable"))
-    except (ValueError, AttributeError):
+    except (OSError, ValueError, AttributeError, RecursionError):
         raise EditableInstallError(
             f"{label} has unreadable install metadata: it may be an editable install",
-            where="direct_url.json in its .dist-info",
+            where=where,
             fix="reinstall the backend (pip install, or pip install -e for an editable "
             "install), then sign it again",
         ) from None

@@ -108,7 +108,7 @@ def _recorded_here(recorded: recorded_decision.Handoff) -> bool:
             info = os.stat(verification_record.index_path(recorded.state_dir, str(ref[1])))
             if verification_record.identity(info) != tuple(ref[2:]):
                 return False
-    except OSError:
+    except (OSError, ValueError):  # ValueError: a NUL byte, or a character no file name holds
         return False
     return True
 

@@ -64,7 +64,7 @@ class Handoff:
         fix = f"unset {ENV_DECISION}; tt_meta sets it itself for the processes vLLM starts"
         try:
             data = json.loads(text)
-        except json.JSONDecodeError:
+        except (ValueError, RecursionError):  # not JSON, nested too deeply, a huge number
             raise ConfigError(
                 f"{ENV_DECISION} is not a decision recorded by tt_meta",
                 where=f"environment variable {ENV_DECISION}",

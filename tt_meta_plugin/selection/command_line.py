@@ -69,7 +69,10 @@ TABLES = {"0.32": "vllm_options", "0.26": "vllm_options_0_26", "0.25": "vllm_opt
 DEFAULT_MODEL_SOURCE = "vLLM's default model"
 # `snapshot.server`'s own options, parsed (parse_known_args) before vLLM's.
 _SNAPSHOT_CONTROL = {"--ready-file": 1, "--release-file": 1, "--release-timeout-s": 1}
-_MAX_CONFIG_BYTES = 1 << 20
+MAX_CONFIG_BYTES = 1 << 20
+# More values than a --config file of MAX_CONFIG_BYTES can hold written out (each takes two
+# bytes at least): only YAML aliases (*name), each repeating a whole list or mapping, reach it.
+_MAX_CONFIG_VALUES = 1 << 20
 _NEGATIVE_NUMBER = re.compile(r"^-\d+$|^-\d*\.\d+$")  # argparse's _negative_number_matcher
 
 
@@ -435,6 +438,10 @@ class _Reader:
                     value = _human_readable_int(text)
                 except ValueError:
                     value = text
+            except (ValueError, RecursionError):  # vLLM fails on these too
+                raise cannot_tell(f"the value of {name} is not JSON vLLM can read (nested too "
+                                  "deeply, or a number of more than 4300 digits)",
+                                  f"give {name} a JSON value vLLM can read") from None
             for k in reversed(keys):
                 value = {k: value}
             _update(merged.setdefault(key, {}), value)
@@ -622,6 +629,23 @@ def _match_positionals(pending: list[tuple[str, int | str]], pattern: str) -> li
     return []
 
 
+def _more_values(value: object, most: int) -> bool:
+    """Whether `value` holds more than `most` values, each counted as often as it appears
+    (a YAML alias repeats a value without repeating its text). Stops counting there."""
+    pending, count = [value], 0
+    while pending:
+        item = pending.pop()
+        count += 1
+        if count > most:
+            return True
+        if isinstance(item, dict):
+            pending += item.keys()
+            pending += item.values()
+        elif isinstance(item, list):
+            pending += item
+    return False
+
+
 def load_config_file(path: str, known: Container[str]) -> list[str]:
     """vLLM's FlexibleArgumentParser.load_config_file: the YAML mapping as options."""
     if path.split(".")[-1] not in ("yaml", "yml"):
@@ -629,14 +653,14 @@ def load_config_file(path: str, known: Container[str]) -> list[str]:
                           "name the config file *.yaml", where(path))
     try:
         with open(path, "rb") as handle:
-            raw = handle.read(_MAX_CONFIG_BYTES + 1)
+            raw = handle.read(MAX_CONFIG_BYTES + 1)
     except OSError as exc:
         raise ConfigError(
             f"cannot read the vLLM config file given with --config: {exc.strerror}",
             where=where(path),
             fix="pass an existing, readable YAML file to --config",
         ) from None
-    if len(raw) > _MAX_CONFIG_BYTES:
+    if len(raw) > MAX_CONFIG_BYTES:
         raise ConfigError(
             "the vLLM config file given with --config is larger than 1 MiB",
             where=where(path),
@@ -662,6 +686,11 @@ def load_config_file(path: str, known: Container[str]) -> list[str]:
     if not isinstance(config, dict):
         raise ConfigError("the vLLM config file given with --config is not a YAML mapping",
                           where=where(path), fix="write 'key: value' lines (vLLM fails too)")
+    if _more_values(config, _MAX_CONFIG_VALUES):  # written out below, vLLM runs out of memory
+        raise ConfigError(f"the vLLM config file given with --config expands to more than "
+                          f"{_MAX_CONFIG_VALUES} values through YAML aliases", where=where(path),
+                          fix="write the values out instead of repeating aliases (*name) of "
+                          "lists or mappings")
     out: list[str] = []
     for key, value in config.items():
         if not isinstance(key, str):

@@ -28,7 +28,9 @@ if TYPE_CHECKING:
 # `trust_model_metadata = true`.
 METADATA_BACKEND_KEY = "tt_meta_backend"
 
-_MAX_CONFIG_BYTES = 4 << 20
+MAX_CONFIG_BYTES = 4 << 20
+# A ref (refs/main, refs/TAG) holds a 40-hex commit id: anything longer is not one.
+_MAX_REF_BYTES = 256
 
 
 class ModelConfig(NamedTuple):
@@ -56,6 +58,15 @@ def find_config(model: str, environ: Mapping[str, str],
                 revision: str | None = None) -> Path | None:
     """The config.json for `model`: in the directory it names, else in the local hub cache
     (at `revision`, a branch, tag or commit, when given; a local directory has none)."""
+    for name in (model, revision):
+        if name is not None and not _file_name(name):
+            raise ConfigError(
+                f"cannot look for the model's config.json: {name!r} holds a NUL byte or a "
+                "character no file name can hold",
+                where=repr(name),
+                fix="name the model, --hf-config-path and --revision with the text vLLM is "
+                "to load (a --config file's escapes such as \\0 are read as characters)",
+            )
     try:
         return _find_config(model, environ, revision)
     except OSError as exc:  # a name too long, a directory the serving user cannot read...
@@ -65,6 +76,27 @@ def find_config(model: str, environ: Mapping[str, str],
             fix="name a model directory that exists and that the user running vLLM can read "
             "(each path component at most 255 bytes), or a hub id",
         ) from None
+
+
+def _file_name(name: str) -> bool:
+    """Can `name` be (part of) a file name? Not with a NUL byte, nor with a character the
+    file system encoding cannot encode (a lone surrogate from a YAML or JSON escape)."""
+    try:
+        os.fsencode(name)
+    except UnicodeEncodeError:
+        return False
+    return "\0" not in name
+
+
+def _read_ref(path: Path) -> str | None:
+    """What a ref holds (a commit id); None for a ref that is missing, unreadable, or too
+    long to be a commit id."""
+    try:
+        with open(path, "rb") as handle:
+            raw = handle.read(_MAX_REF_BYTES + 1)
+        return raw.decode("ascii").strip() if len(raw) <= _MAX_REF_BYTES else None
+    except (OSError, UnicodeDecodeError):
+        return None
 
 
 def _find_config(model: str, environ: Mapping[str, str], revision: str | None) -> Path | None:
@@ -78,10 +110,7 @@ def _find_config(model: str, environ: Mapping[str, str], revision: str | None) -
     snapshots = repo / "snapshots"
     if revision is not None:
         return _at_revision(repo, revision)
-    try:
-        revision = (repo / "refs" / "main").read_text(encoding="ascii").strip()
-    except (OSError, UnicodeDecodeError):
-        revision = ""
+    revision = _read_ref(repo / "refs" / "main")
     if revision:
         candidate = snapshots / revision / "config.json"
         if candidate.is_file():
@@ -98,10 +127,8 @@ def _at_revision(repo: Path, revision: str) -> Path | None:
     """huggingface_hub's cache layout: refs/<branch or tag> holds a commit; snapshots/<commit>."""
     commit = revision
     if "/" not in revision and "\\" not in revision and revision not in (".", ".."):
-        try:
-            commit = (repo / "refs" / revision).read_text(encoding="ascii").strip()
-        except (OSError, UnicodeDecodeError):
-            commit = revision
+        ref = _read_ref(repo / "refs" / revision)
+        commit = revision if ref is None else ref
     if "/" in commit or commit in (".", "..", ""):
         return None
     candidate = repo / "snapshots" / commit / "config.json"
@@ -152,12 +179,12 @@ def _read(path: Path) -> ModelConfig:
     fix = "repair the file or download the model again"
     try:
         with open(path, "rb") as handle:
-            raw = handle.read(_MAX_CONFIG_BYTES + 1)
+            raw = handle.read(MAX_CONFIG_BYTES + 1)
     except OSError as exc:
         raise ConfigError(
             f"cannot read the model's config: {exc.strerror}", where=where(path), fix=fix
         ) from None
-    if len(raw) > _MAX_CONFIG_BYTES:
+    if len(raw) > MAX_CONFIG_BYTES:
         raise ConfigError("config.json is larger than 4 MiB", where=where(path), fix=fix)
     try:
         data = json.loads(raw.decode("utf-8"))

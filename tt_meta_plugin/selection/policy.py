@@ -8,6 +8,7 @@ policy must never silently mean "no restriction".
 
 from __future__ import annotations
 
+import re
 import sys
 from collections.abc import Mapping, Sequence
 from fnmatch import fnmatchcase
@@ -65,6 +66,15 @@ class Rule(NamedTuple):
         return f"{label}: {', '.join(conditions)}"
 
 
+# A key of more than 32 dotted parts (`a.b.c...`, in a header, a key/value or an inline
+# table), bare or quoted: tomllib's time and memory grow with the square of a key's parts
+# (100k parts: minutes and gigabytes), so it is refused before parsing. No policy key has
+# more than 3 parts, nor any value such a run of dots (it would be refused too). A match
+# starts only where a bare key cannot continue, so the search is linear in the file.
+_DOTTED_KEY = re.compile(
+    r"""(?<![A-Za-z0-9_-])(?:(?:[A-Za-z0-9_-]+|"(?:[^"\\\n]|\\.)*"|'[^'\n]*')"""
+    r"""[ \t]*\.[ \t]*){32}""")
+
 DEFAULT_MANIFEST_DIR = "/etc/tt-meta/manifests"
 DEFAULT_STATE_DIR = "/var/lib/tt-meta"
 
@@ -110,6 +120,18 @@ def load_policy(environ: Mapping[str, str]) -> Policy:
 
 def parse_policy(raw: bytes, source: str) -> Policy:
     """Parse and validate policy bytes; every problem is a ConfigError naming `source`."""
+    try:
+        return _parse_policy(raw, source)
+    except RecursionError:  # nested too deeply to parse, or to show in an error (its repr)
+        raise _too_deep(source) from None
+
+
+def _too_deep(source: str) -> ConfigError:
+    return ConfigError("the policy file is nested too deeply", where=source,
+                       fix="correct the TOML syntax")
+
+
+def _parse_policy(raw: bytes, source: str) -> Policy:
     if sys.version_info >= (3, 11):
         import tomllib
     else:  # pragma: no cover - exercised on Python 3.10 only
@@ -118,12 +140,13 @@ def parse_policy(raw: bytes, source: str) -> Policy:
     if len(raw) > MAX_POLICY_BYTES:
         raise ConfigError("the policy file is larger than 1 MiB", where=source, fix="shorten it")
     try:
-        data = tomllib.loads(raw.decode("utf-8"))
+        text = raw.decode("utf-8")
     except UnicodeDecodeError:
         raise ConfigError("the policy is not UTF-8", where=source, fix="save it as UTF-8") from None
-    except RecursionError:
-        raise ConfigError("the policy file is nested too deeply", where=source,
-                          fix="correct the TOML syntax") from None
+    if _DOTTED_KEY.search(text):
+        raise _too_deep(source)
+    try:
+        data = tomllib.loads(text)
     except ValueError as exc:  # TOMLDecodeError, or an integer past int()'s digit limit
         raise ConfigError(
             f"the policy file is not valid TOML: {exc}", where=source, fix="correct the TOML syntax"

@@ -77,7 +77,11 @@ def read_pth(root: Path, pth: str, label: str) -> tuple[str | None, str | None]:
     read it."""
     path = root / pth
     try:
-        text = path.read_text(encoding="utf-8")
+        with open(path, "rb") as handle:
+            raw = handle.read(MAX_READ_BYTES + 1)
+        if len(raw) > MAX_READ_BYTES:
+            raise _cannot(label, "its .pth file is larger than 1 MiB", path)
+        text = raw.decode("utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise _cannot(label, f"cannot read its .pth file ({exc})", path) from None
     lines = [ln.rstrip() for ln in text.splitlines() if ln.strip() and not ln.startswith("#")]
@@ -95,9 +99,17 @@ def read_pth(root: Path, pth: str, label: str) -> tuple[str | None, str | None]:
 def read_mapping(path: Path, label: str) -> dict[str, str]:
     """The MAPPING of setuptools' finder module, as a literal; NAMESPACES must be empty."""
     try:
-        tree = ast.parse(path.read_bytes(), str(path))
+        with open(path, "rb") as handle:
+            source = handle.read(MAX_READ_BYTES + 1)
+        if len(source) > MAX_READ_BYTES:
+            raise _cannot(label, f"its finder module {path.name} is larger than 1 MiB", path)
+        tree = ast.parse(source, str(path))
     except (OSError, SyntaxError, ValueError) as exc:
-        raise _cannot(label, f"cannot parse its finder module ({exc})", path) from None
+        raise _cannot(label, f"cannot parse its finder module {path.name} ({exc})",
+                      path) from None
+    except (RecursionError, MemoryError):  # the parser's own limits on nesting
+        raise _cannot(label, f"cannot parse its finder module {path.name} (nested too "
+                      "deeply)", path) from None
     values: dict[str, object] = {}
     for node in tree.body:
         if isinstance(node, (ast.Import, ast.ImportFrom)):

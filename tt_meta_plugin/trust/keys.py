@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 
 PUBLIC_SUFFIX = ".pub"
 PRIVATE_SUFFIX = ".key"
-_MAX_KEY_BYTES = 16 << 10
+MAX_KEY_BYTES = 16 << 10
 # An Ed25519 public key in DER SubjectPublicKeyInfo is always these 12 bytes and the 32 raw
 # key bytes (RFC 8410): SEQUENCE { SEQUENCE { OID 1.3.101.112 }, BIT STRING { 0, key } }.
 _ED25519_SPKI_PREFIX = bytes.fromhex("302a300506032b6570032100")
@@ -90,11 +90,11 @@ def generate(prefix: Path) -> str:
 def _read_small(path: Path, what: str) -> bytes:
     try:
         with open(path, "rb") as handle:
-            data = handle.read(_MAX_KEY_BYTES + 1)
+            data = handle.read(MAX_KEY_BYTES + 1)
     except OSError as exc:
         raise ConfigError(f"cannot read the {what}: {exc.strerror}", where=str(path),
                           fix="check the path and its permissions") from None
-    if len(data) > _MAX_KEY_BYTES:
+    if len(data) > MAX_KEY_BYTES:
         raise ConfigError(f"the {what} is too large to be an Ed25519 key", where=str(path),
                           fix="use a file written by `tt-meta keygen`")
     return data

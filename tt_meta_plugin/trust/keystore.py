@@ -33,7 +33,13 @@ def load_keys(key_dirs: tuple[str, ...], strict: bool) -> dict[str, PublicKey]:
     keys: dict[str, PublicKey] = {}
     shipped = package_keys_dir()
     for folder in ([shipped] if shipped else []) + [Path(d) for d in key_dirs]:
-        if not folder.is_dir():
+        try:
+            found = folder.is_dir()
+        except OSError as exc:  # a name too long, a directory above it the user cannot search
+            raise KeyFileError(f"cannot look in a key directory: {exc.strerror}",
+                               where=str(folder), fix="correct trust.key_dirs in the policy, "
+                               "or let the user running vLLM search the directory") from None
+        if not found:
             raise KeyFileError("a key directory named by the policy does not exist",
                                where=str(folder), fix="create it, or correct trust.key_dirs")
         # Whoever can write (or rename) a key directory, or one above it, adds keys.

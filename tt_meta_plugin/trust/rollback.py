@@ -23,6 +23,8 @@ from . import permissions
 
 MARKS_FILE = "serials.json"
 LOCK_FILE = ".lock"
+#: One small entry per distribution: far more than any machine has fits in this.
+MAX_MARKS_BYTES = 1 << 20
 
 
 class StateDir:
@@ -65,16 +67,23 @@ class StateDir:
 
     def _read(self) -> dict[str, dict[str, object]]:
         try:
-            raw = (self.path / MARKS_FILE).read_bytes()
+            with open(self.path / MARKS_FILE, "rb") as handle:
+                raw = handle.read(MAX_MARKS_BYTES + 1)
         except FileNotFoundError:
             return {}
         except OSError as exc:
             raise StateError(f"cannot read the state file: {exc.strerror}",
                              where=str(self.path / MARKS_FILE),
                              fix="check its permissions") from None
+        if len(raw) > MAX_MARKS_BYTES:
+            raise StateError(
+                "the state file is larger than 1 MiB", where=str(self.path / MARKS_FILE),
+                fix="restore it from backup; deleting it gives up rollback protection until "
+                "the next manifest is seen",
+            )
         try:
             data = json.loads(raw)
-        except (json.JSONDecodeError, UnicodeDecodeError):
+        except (ValueError, RecursionError):  # not UTF-8 or JSON, too deep, a huge number
             data = None
         if not isinstance(data, dict):
             raise StateError(

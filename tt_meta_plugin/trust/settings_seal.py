@@ -58,7 +58,9 @@ def seal(settings: ChildSettings) -> None:
     path = seal_path(settings.state_dir, settings.policy_digest)
     data = settings.encode()
     try:
-        if path.read_bytes() == data:
+        with open(path, "rb") as handle:
+            same = handle.read(len(data) + 1) == data  # whatever else is there is replaced
+        if same:
             permissions.check(path, "sealed policy settings", settings.strict_permissions)
             return
     except OSError:
@@ -97,7 +99,7 @@ def unseal(state_dir: str, policy_digest: str, where: str) -> ChildSettings:
     except OSError as exc:
         raise InheritanceError(f"cannot read the policy settings sealed by the first process: "
                          f"{exc.strerror}", where=str(path), fix=fix) from None
-    except (ValueError, KeyError, TypeError):
+    except (ValueError, KeyError, TypeError, RecursionError):
         raise InheritanceError(
             "the policy settings sealed by the first process are unreadable",
             where=str(path), fix=fix) from None

@@ -50,6 +50,8 @@ _ENTRY = struct.Struct("<IIQ32s")  # path offset in the blob, path length, size,
 STAT = struct.Struct("<QQQqq")  # device, inode, size, mtime_ns, ctime_ns
 
 Identity = tuple[int, ...]  # device, inode, size, mtime_ns, ctime_ns
+#: A record of the largest manifest accepted (64 MiB, some 400k files) is well below this.
+MAX_RECORD_BYTES = 256 << 20
 
 
 def identity(info: os.stat_result) -> Identity:
@@ -309,7 +311,9 @@ def load(state_dir: str, key: str, root: Path, strict: bool) -> Cached | None:
     try:
         with open(path, "rb") as handle:
             info = os.fstat(handle.fileno())
-            raw = handle.read()
+            if info.st_size > MAX_RECORD_BYTES:
+                return None  # not one tt_meta wrote: verify from scratch and rewrite it
+            raw = handle.read(MAX_RECORD_BYTES + 1)
     except OSError:
         return None
     permissions.check(path, "verification cache", strict)

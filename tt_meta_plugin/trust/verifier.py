@@ -85,6 +85,17 @@ class _Candidate(NamedTuple):
     cached: verification_record.Cached | None
 
 
+def _is_file(path: Path) -> bool:
+    """Whether a manifest is at `path`; a refusal when that cannot be told (a newer manifest
+    there would be missed)."""
+    try:
+        return path.is_file()
+    except OSError as exc:  # a name too long, a manifest directory the user cannot search
+        raise FormatError(f"cannot look for a signed manifest: {exc.strerror}", where=str(path),
+                          fix="make each directory in trust.manifest_dirs one the user running "
+                          "vLLM can search, with names the system accepts") from None
+
+
 class Verifier:
     """Verifies distributions under one policy's trust settings and one clock reading."""
 
@@ -115,7 +126,7 @@ class Verifier:
         info = dist_info_dir(dist)
         if info is not None:
             found.append(info / IN_DIST_MANIFEST)
-        return [p for p in found if p.is_file()]
+        return [p for p in found if _is_file(p)]
 
     def verify(self, backend: str, dist: Distribution, expected: str | None = None
                ) -> VerifiedBackend:
@@ -232,7 +243,7 @@ class Verifier:
 
     def _check_manifest(self, path: Path, backend: str, dist: Distribution, label: str,
                         editable: bool) -> _Candidate:
-        from .envelope import MANIFEST_TYPE, parse_envelope
+        from .envelope import MANIFEST_TYPE, MAX_ENVELOPE_BYTES, parse_envelope
         from .manifest import parse_manifest
 
         where = str(path)
@@ -241,10 +252,14 @@ class Verifier:
         permissions.check(path.parent, "manifest directory", self.trust.strict_permissions)
         permissions.check(path, "manifest", self.trust.strict_permissions)
         try:
-            raw = path.read_bytes()
+            with open(path, "rb") as handle:
+                raw = handle.read(MAX_ENVELOPE_BYTES + 1)  # more is refused: never all of it
         except OSError as exc:
             raise FormatError(f"cannot read the manifest: {exc.strerror}", where=where,
                               fix="check the file's permissions") from None
+        if len(raw) > MAX_ENVELOPE_BYTES:
+            raise FormatError("the signed manifest is larger than 64 MiB", where=where,
+                              fix="use a file written by `tt-meta sign`")
         envelope: Envelope | None = None
 
         def parsed() -> Envelope:
