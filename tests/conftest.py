@@ -119,7 +119,9 @@ SiteMaker = Callable[..., Path]
 
 # Which backend each test distribution is signed as.
 SIGN_AS = {"tt-vllm-plugin": "metal", "vllm-tt-plugin": "metal", "vllm-tt": "forge",
-           "quasar-vllm": "quasar", "quasar-plugin": "quasar"}
+           "quasar-vllm": "quasar", "quasar-plugin": "quasar",
+           # the backends' runtimes, signed as such (tt-meta sign finds the role)
+           "ttnn": "metal", "pjrt-plugin-tt": "forge"}
 
 
 @pytest.fixture(scope="session")

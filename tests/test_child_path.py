@@ -27,7 +27,8 @@ CHILD_BUDGET = frozenset({
     # option table, vllm_options, loads only for a vLLM command line, not this worker's.
     "tt_meta_plugin.selection.command_line",
     "tt_meta_plugin.trust", "tt_meta_plugin.trust.import_guard",
-    "tt_meta_plugin.trust.permissions", "tt_meta_plugin.trust.settings_seal",
+    "tt_meta_plugin.trust.permissions", "tt_meta_plugin.trust.roles",
+    "tt_meta_plugin.trust.settings_seal",
     "tt_meta_plugin.trust.trusted_set", "tt_meta_plugin.trust.verification_record",
 })
 # The simulated backend's own packages, which the child loads by delegating.

@@ -67,6 +67,7 @@ from tt_meta_plugin.trust.envelope import (
     parse_envelope,
 )
 from tt_meta_plugin.trust.manifest import Editable, FileEntry, Manifest, parse_manifest
+from tt_meta_plugin.trust.roles import PLUGIN, RUNTIME
 from tt_meta_plugin.trust.signing import sign_manifest
 
 MANIFEST_WHERE = "/site-packages/backend.dist-info/tt_meta.manifest.json"
@@ -290,8 +291,9 @@ def json_checks(what: str) -> list[tuple[str, str]]:
 MANIFEST_CHECKS: list[tuple[str, str]] = [
     *json_checks("the manifest"),
     ("keys", r"the manifest must have exactly the keys \[.*\] \(version 1\), or those and "
-             r"'editable' \(version 2\)"),
-    ("kind", r"the manifest is not a tt-meta/manifest version [12] document"),
+             r"'editable' \(version 2\), or those and 'role' \(version 3\)"),
+    ("kind", r"the manifest is not a tt-meta/manifest version [123] document"),
+    ("role", r"the manifest key 'role' must be 'runtime'"),
     ("string", r"the manifest key '(backend|distribution|version)' must be a non-empty string"),
     ("integer", r"the manifest key '(issued|expires|serial)' must be a non-negative integer"),
     ("requirement", r"the manifest key 'vllm_requirement' must be a string or null"),
@@ -344,6 +346,7 @@ PLAIN_MANIFESTS = st.builds(
     vllm_requirement=st.none() | TEXT, issued=COUNTS, expires=COUNTS, serial=COUNTS,
     files=st.lists(FILE_ENTRIES, min_size=1, max_size=3, unique_by=lambda f: f.path).map(tuple),
     editable=st.none(),
+    role=st.just(PLUGIN),  # runtimes (version 3) come from the valid-runtime and role kinds
 )
 
 # An editable install's parts: identifiers for its sources, absolute directories.
@@ -396,6 +399,7 @@ def expected_manifest(doc: Mapping[str, Any]) -> Manifest:
         issued=doc["issued"], expires=doc["expires"], serial=doc["serial"],
         files=tuple(FileEntry(f["path"], f["size"], f["sha256"]) for f in doc["files"]),
         editable=Editable(**doc["editable"]) if "editable" in doc else None,
+        role=RUNTIME if "role" in doc else PLUGIN,
     )
 
 
@@ -460,6 +464,17 @@ def m_valid_files(draw: st.DrawFn, doc: dict[str, Any]) -> Mutant:
     return Mutant(doc, OK)
 
 
+def as_runtime(doc: dict[str, Any]) -> dict[str, Any]:
+    """The document as a runtime's manifest (version 3: no 'editable')."""
+    doc.pop("editable", None)
+    doc.update(spec_version=3, role="runtime")
+    return doc
+
+
+def m_valid_runtime(draw: st.DrawFn, doc: dict[str, Any]) -> Mutant:
+    return Mutant(as_runtime(doc), OK)
+
+
 # Invalid changes: each must be refused by the check it names.
 
 def m_utf8(draw: st.DrawFn, doc: dict[str, Any]) -> Mutant:
@@ -511,10 +526,17 @@ def m_keys(draw: st.DrawFn, doc: dict[str, Any]) -> Mutant:
     if how == "missing":
         del doc[draw(st.sampled_from(TOP_KEYS))]
     elif how == "unknown":
-        doc[draw(TEXT.filter(lambda k: k not in TOP_KEYS and k != "editable"))] = draw(json_not())
+        doc[draw(TEXT.filter(lambda k: k not in TOP_KEYS and k not in ("editable", "role")))] = (
+            draw(json_not()))
     else:
         return Mutant(draw(json_not("object") | st.just([doc])), "keys", "exactly the keys")
     return Mutant(doc, "keys", "exactly the keys")
+
+
+def m_role(draw: st.DrawFn, doc: dict[str, Any]) -> Mutant:
+    as_runtime(doc)["role"] = draw(json_not("string") | TEXT.filter(lambda t: t != "runtime")
+                                   | st.just("plugin"))
+    return Mutant(doc, "role", "'role'")
 
 
 def m_kind(draw: st.DrawFn, doc: dict[str, Any]) -> Mutant:
@@ -730,7 +752,8 @@ def m_editable_entry(draw: st.DrawFn, doc: dict[str, Any]) -> Mutant:
 MANIFEST_MUTATIONS: dict[str, Mutation] = {
     "reformatted": m_reformatted, "valid-text": m_valid_text, "valid-count": m_valid_count,
     "valid-requirement": m_valid_requirement, "valid-entry-points": m_valid_entry_points,
-    "valid-path": m_valid_path, "valid-files": m_valid_files,
+    "valid-path": m_valid_path, "valid-files": m_valid_files, "valid-runtime": m_valid_runtime,
+    "role": m_role,
     "utf8": m_utf8, "syntax": m_syntax, "duplicate-key": m_duplicate_key, "float": m_float,
     "depth": m_depth, "keys": m_keys, "kind": m_kind, "string": m_string,
     "integer": m_integer, "requirement": m_requirement, "entry-points": m_entry_points,

@@ -101,6 +101,7 @@ def current() -> Activation:
         version=act.handoff.version, reason=act.handoff.reason, platform=act.platform,
         serial=act.handoff.serial,
         signers=list(act.handoff.signers) if act.handoff.signers is not None else None,
+        runtimes=list(act.runtimes),
         verified="signature" if verified and not verified.files_checked
         else "files" if verified else "no (require_signatures = false)",
         ms=round(act.seconds * 1e3, 2),

@@ -10,7 +10,9 @@ import sys
 from pathlib import Path
 
 TT_META = shutil.which("tt-meta", path=os.path.dirname(sys.executable)) or "tt-meta"
-BACKENDS = {"tt-vllm-plugin": "metal", "vllm-tt": "forge"}
+# Each backend's plugin distribution and its runtime (signed as the backend's runtime).
+BACKENDS = {"tt-vllm-plugin": "metal", "ttnn": "metal", "vllm-tt": "forge",
+            "pjrt-plugin-tt": "forge"}
 
 
 def tt_meta(*args: str, site: Path) -> str:
@@ -33,6 +35,8 @@ def sign_backends(site: Path, root: Path, template: Path) -> Path:
     keyid = (secret / "release.keyid").read_text().strip()
     shutil.copy(secret / "release.pub", keys / "release.pub")
     for dist, backend in BACKENDS.items():
+        if not list(site.glob(f"{dist.replace('-', '_')}-*.dist-info")):
+            continue  # not installed in this site
         tt_meta("sign", "--dist", dist, "--backend", backend, "--key",
                 str(secret / "release.key"), "--out", str(manifests / f"{dist}.manifest.json"),
                 site=site)

@@ -24,7 +24,7 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 SIM = Path(__file__).resolve().parent / "sim_backends"
-SIM_PROJECTS = ("sim-record", "pjrt-plugin-tt", "tt-vllm-plugin", "vllm-tt")
+SIM_PROJECTS = ("sim-record", "pjrt-plugin-tt", "ttnn", "tt-vllm-plugin", "vllm-tt")
 _EPOCH = (1980, 1, 1, 0, 0, 0)  # the earliest time a zip can hold
 
 

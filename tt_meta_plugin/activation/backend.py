@@ -56,15 +56,17 @@ class Activation:
     """What one vLLM process runs on: the decision, the policy settings it acts on, the
     backend and its verification."""
 
-    __slots__ = ("handoff", "inherited", "platform", "seconds", "settings", "target",
-                 "verified")
+    __slots__ = ("handoff", "inherited", "platform", "runtimes", "seconds", "settings",
+                 "target", "verified")
 
     def __init__(self, handoff: Handoff, settings: ChildSettings, target: Target,
                  platform: str, verified: VerifiedBackend | None, inherited: bool,
-                 seconds: float) -> None:
+                 seconds: float, runtimes: tuple[str, ...] = ()) -> None:
         self.handoff, self.settings, self.target = handoff, settings, target
         self.platform, self.verified = platform, verified
         self.inherited, self.seconds = inherited, seconds
+        #: the backend's verified runtimes, "name version" each (for the audit line)
+        self.runtimes = runtimes
 
 
 def locate(catalog: Catalog, backend: Backend) -> Distribution:

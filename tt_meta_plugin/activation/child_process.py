@@ -77,11 +77,15 @@ def activate(environ: MutableMapping[str, str], argv: Sequence[str],
             fix="make the backend's runtime the same in every process (devices, environment)",
         )
     return Activation(recorded, settings, target, platform, verified, True,
-                      time.perf_counter() - started)
+                      time.perf_counter() - started, trusted.runtime_labels())
 
 
 def _inherit(settings: settings_seal.ChildSettings,
              recorded: recorded_decision.Handoff) -> TrustedSet:
+    if not settings.require_runtime_signatures:
+        from ..trust.waiver import UnsafeUnverifiedRuntimes  # only when the policy waives
+
+        UnsafeUnverifiedRuntimes(settings.policy).skip(recorded.backend, "whatever is installed")
     if not settings.require_signatures:
         from ..trust.waiver import UnsafeNoVerification  # only when the policy waives
 
@@ -145,7 +149,7 @@ def _verify_here(environ: MutableMapping[str, str], recorded: recorded_decision.
     check_vllm_plugins(environ, catalog)
     first_process.warn_vllm_version(
         first_process.vllm_version_warning(policy, catalog, backend, dist))
-    trusted.establish(backend.name, dist)
+    first_process.establish_backend(trusted, policy, backend, dist)
     if len(trusted.records()) != len(recorded.trusted):
         raise InheritanceError(
             f"the first process verified {len(recorded.trusted)} distributions, this process "

@@ -18,13 +18,14 @@ from typing import TYPE_CHECKING, NamedTuple
 
 from .._errors import DelegationError, HandoffError
 from .._log import log
-from .._metadata import Distribution
+from .._metadata import Distribution, find_distribution
 from ..ray_entry import ENV_RAY_HOOK, is_ray_worker
 from ..selection.backends import BUILTIN_BACKENDS, Backend
 from ..selection.catalog import Catalog
 from ..selection.inputs import Inputs, read_inputs
 from ..selection.policy import Policy, load_policy
 from ..trust import permissions, settings_seal
+from ..trust.roles import PLUGIN, RUNTIME
 from ..trust.trusted_set import RecordRef, TrustedSet
 from ..trust.waiver import UnsafeNoVerification
 from . import recorded_decision
@@ -127,9 +128,24 @@ def warn_vllm_version(warning: str | None) -> None:
             warning)
 
 
+def establish_backend(trusted: TrustedSet, policy: Policy, backend: Backend,
+                      dist: Distribution) -> None:
+    """Verify the backend's plugin distribution and each of its installed runtimes, before
+    any of their code runs. A runtime that is not installed is not looked for: the backend's
+    platform function then answers None, and tt_meta says which runtime is missing."""
+    runtimes = [d for d in map(find_distribution, backend.runtime_distributions) if d]
+    if runtimes and not policy.trust.require_runtime_signatures:
+        from ..trust.waiver import UnsafeUnverifiedRuntimes  # only when the policy waives
+
+        UnsafeUnverifiedRuntimes(policy.source).skip(
+            backend.name, ", ".join(f"{d.name} {d.version}" for d in runtimes))
+        runtimes = []
+    trusted.establish_together(backend.name, [(dist, PLUGIN), *((r, RUNTIME) for r in runtimes)])
+
+
 def trusted_target(trusted: TrustedSet, chosen: Plan) -> Target:
-    """Verify the chosen distribution; the target calls its signed entry points."""
-    trusted.establish(chosen.backend.name, chosen.dist)
+    """Verify the chosen backend; the target calls its plugin's signed entry points."""
+    establish_backend(trusted, chosen.policy, chosen.backend, chosen.dist)
     return target_of(chosen.backend.name, chosen.dist, trusted.entry_points(chosen.dist),
                      chosen.backend.runtime_modules)
 
@@ -147,6 +163,7 @@ def child_settings(policy: Policy, catalog: Catalog) -> settings_seal.ChildSetti
         strict_permissions=policy.trust.strict_permissions, state_dir=policy.trust.state_dir,
         audit_log=policy.trust.audit_log, extra_general_plugins=policy.extra_general_plugins,
         backend_distributions=catalog.distribution_names(),
+        require_runtime_signatures=policy.trust.require_runtime_signatures,
     )
 
 
@@ -183,4 +200,5 @@ def activate(environ: MutableMapping[str, str], argv: Sequence[str]) -> Activati
     )
     recorded_decision.record(environ, handoff)
     seconds = time.perf_counter() - started
-    return Activation(handoff, settings, target, platform, verified, False, seconds)
+    return Activation(handoff, settings, target, platform, verified, False, seconds,
+                      trusted.runtime_labels())

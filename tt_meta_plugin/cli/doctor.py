@@ -9,7 +9,13 @@ from pathlib import Path
 from typing import NamedTuple
 
 from .._errors import TTMetaError
-from .._metadata import PLATFORM_GROUP, entry_points, install_root, normalize
+from .._metadata import (
+    PLATFORM_GROUP,
+    entry_points,
+    find_distribution,
+    install_root,
+    normalize,
+)
 from ..activation.backend import (
     check_vllm_plugins,
     installed_vllm_version,
@@ -119,6 +125,11 @@ def run_checks(environ: Mapping[str, str]) -> list[Check]:
             continue
         checks.append(Check(OK, topic, f"{target.label}, platform entry point "
                             f"{target.platform_ep.name} = {target.platform_ep.value}"))
+        for runtime in filter(None, map(find_distribution, backend.runtime_distributions)):
+            roots.add(install_root(runtime))
+            checks.append(Check(OK, topic, f"runtime {runtime.name} {runtime.version}: verified "
+                                "with the backend in every server's first process (check it "
+                                f"now: tt-meta verify --dist {runtime.name})"))
         reason = catalog.unusable_reason(backend, dist)
         if reason:
             checks.append(Check(WARN, topic, f"{target.label} cannot run here: {reason}",

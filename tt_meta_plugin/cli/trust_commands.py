@@ -12,6 +12,7 @@ from .._errors import ConfigError, TTMetaError
 from .._metadata import find_distribution, install_root, normalize
 from ..selection.catalog import Catalog
 from ..trust.keys import generate, load_private
+from ..trust.roles import PLUGIN, RUNTIME
 from ..trust.signing import build_manifest, default_output, sign_manifest, write_manifest
 from ..trust.start_up import start_up_files
 from ..trust.verifier import Verifier
@@ -44,7 +45,8 @@ def sign(args: argparse.Namespace) -> int:
     # project (or reinstalling it elsewhere) means signing again.
     where = (f" (editable, sources in {', '.join(sorted(manifest.editable.sources.values()))})"
              if manifest.editable is not None else "")
-    print(f"signed {dist.name} {dist.version} as backend '{args.backend}'{where}: "
+    role = "'s runtime" if manifest.role == RUNTIME else ""
+    print(f"signed {dist.name} {dist.version} as backend '{args.backend}'{role}{where}: "
           f"{len(manifest.files)} files, serial {serial}, expires "
           f"{time.strftime('%Y-%m-%d', time.gmtime(manifest.expires))}, "
           f"{len(keys)} signature(s) -> {out}")
@@ -58,29 +60,40 @@ def verify(args: argparse.Namespace) -> int:
 
     policy = load_checked_policy(os.environ)
     catalog = Catalog()
-    wanted = [(name, d) for name in catalog.names() for d in catalog.get(name, "").distributions]
+    # Each backend's plugin distributions, then its runtimes.
+    wanted = [(name, d, PLUGIN) for name in catalog.names()
+              for d in catalog.get(name, "").distributions]
+    wanted += [(name, d, RUNTIME) for name in catalog.names()
+               for d in catalog.get(name, "").runtime_distributions]
     if args.dist:
-        wanted = [(n, d) for n, d in wanted if normalize(d) == normalize(args.dist)]
+        known = [d for _, d, _ in wanted]
+        wanted = [(n, d, r) for n, d, r in wanted if normalize(d) == normalize(args.dist)]
         if not wanted:
-            raise ConfigError(f"{args.dist!r} is not the distribution of any known backend",
-                              fix=f"one of: {', '.join(catalog.distribution_names())}")
+            raise ConfigError(f"{args.dist!r} is not a distribution of any known backend",
+                              fix=f"one of: {', '.join(known)}")
+    waived = not policy.trust.require_runtime_signatures
     verifier = Verifier(policy.trust)
     results: list[dict[str, Any]] = []
-    for backend, name in wanted:
+    for backend, name, role in wanted:
         dist = find_distribution(name)
         if dist is None:
             if args.dist:
-                results.append({"distribution": name, "backend": backend, "ok": False,
-                                "error": "not installed"})
+                results.append({"distribution": name, "backend": backend, "role": role,
+                                "ok": False, "error": "not installed"})
             continue
         started = time.perf_counter()
         # What Python runs from the install root before tt_meta could verify anything.
         early = [{"path": f.path, "installed_by": f.owner}
                  for f in start_up_files(install_root(dist))]
-        try:
-            verified = verifier.verify(backend, dist)
+        if role == RUNTIME and waived:  # as serving does: not verified, and said so
             results.append({"distribution": dist.name, "version": str(dist.version),
-                            "backend": backend, "ok": True,
+                            "backend": backend, "role": role, "ok": True, "waived": True,
+                            "start_up_files": early})
+            continue
+        try:
+            verified = verifier.verify(backend, dist, role=role)
+            results.append({"distribution": dist.name, "version": str(dist.version),
+                            "backend": backend, "role": role, "ok": True,
                             "manifest": str(verified.manifest_path),
                             "serial": verified.serial,
                             "signers": list(verified.signers), "files": len(verified.files),
@@ -89,19 +102,24 @@ def verify(args: argparse.Namespace) -> int:
                             "start_up_files": early})
         except TTMetaError as error:
             results.append({"distribution": dist.name, "version": str(dist.version),
-                            "backend": backend, "ok": False, "error": error.summary,
+                            "backend": backend, "role": role, "ok": False,
+                            "error": error.summary,
                             "where": error.where, "fix": error.fix,
                             "start_up_files": early})
     if args.json:
         print(json.dumps(results, indent=2))
     else:
         for r in results:
-            if r["ok"]:
-                print(f"OK     {r['distribution']} {r['version']} ({r['backend']}): "
+            what = r["backend"] + (" runtime" if r["role"] == RUNTIME else "")
+            if r.get("waived"):
+                print(f"WAIVED {r['distribution']} {r['version']} ({what}): not verified "
+                      f"(require_runtime_signatures = false in {policy.source})")
+            elif r["ok"]:
+                print(f"OK     {r['distribution']} {r['version']} ({what}): "
                       f"{r['files']} files, serial {r['serial']}, signed by "
                       f"{', '.join(k[:16] for k in r['signers'])}, {r['ms']} ms")
             else:
-                print(f"FAILED {r['distribution']} {r.get('version', '')} ({r['backend']}): "
+                print(f"FAILED {r['distribution']} {r.get('version', '')} ({what}): "
                       f"{r['error']}")
                 for key in ("where", "fix"):
                     if r.get(key):

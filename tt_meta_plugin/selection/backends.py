@@ -25,12 +25,16 @@ class Backend(NamedTuple):
     # reason a backend's platform function answers None; we look them up to say so.
     runtime_modules: tuple[str, ...] = ()
     summary: str = ""
+    # The distributions of that runtime, signed and verified with the backend (as its
+    # "runtime" role): the code that drives the hardware is there, not in the plugin.
+    runtime_distributions: tuple[str, ...] = ()
 
 
 BUILTIN_BACKENDS = (
     Backend("metal", ("tt-vllm-plugin", "vllm-tt-plugin"), ("ttnn",),
-            "TT-Metal / TTNN models (tt-vllm-plugin, vllm-tt-plugin)"),
-    Backend("forge", ("vllm-tt",), ("pjrt_plugin_tt",), "TT-XLA / Forge models (tt-xla's vllm-tt)"),
+            "TT-Metal / TTNN models (tt-vllm-plugin, vllm-tt-plugin)", ("ttnn",)),
+    Backend("forge", ("vllm-tt",), ("pjrt_plugin_tt",), "TT-XLA / Forge models (tt-xla's vllm-tt)",
+            ("pjrt-plugin-tt",)),
 )
 
 

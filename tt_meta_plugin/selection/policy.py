@@ -92,6 +92,9 @@ class TrustSettings(NamedTuple):
     signers: tuple[tuple[str, tuple[str, ...]], ...] = ()
     strict_permissions: bool = True
     audit_log: str | None = None
+    # false: a backend's installed runtimes (ttnn, pjrt-plugin-tt) run unverified, with a
+    # WARNING in every process (trust/waiver.py)
+    require_runtime_signatures: bool = True
 
     def signers_for(self, backend: str) -> tuple[str, ...]:
         return dict(self.signers).get(backend, ())
@@ -233,6 +236,7 @@ def _parse_trust(top: _Table, source: str) -> TrustSettings:
         signers=signers,
         strict_permissions=table.boolean("strict_permissions", default=True),
         audit_log=str(base / audit_log) if audit_log else None,
+        require_runtime_signatures=table.boolean("require_runtime_signatures", default=True),
     )
     table.reject_unknown()
     return settings

@@ -6,9 +6,14 @@ whose header matches the source's mtime and size, so tampered bytecode can run a
 distribution is verified, a finder placed first on `sys.meta_path` takes over every import
 under its top-level packages, for the life of the process (one finder for every verified
 distribution, keyed by top-level name): it locates modules only in the verified install
-root (a signed package that is no longer there is refused, never looked for elsewhere), reads
-each source file once, compares those bytes with the manifest, and compiles exactly those
-bytes. Cached bytecode is never read or written. An editable install's top-level packages are
+root (a signed package that is no longer there is refused, never looked for elsewhere), and
+runs only bytes the manifest lists: the module's signed bytecode (`__pycache__/*.pyc`, as pip
+compiled it at install and the manifest signed it), read once and compared with the manifest,
+when it is the bytecode Python itself would load for that source (same header checks as
+Python's own loader); otherwise the source, read once, compared with the manifest and compiled
+from exactly those bytes. Bytecode the manifest does not list is never read, and none is
+written. A runtime of hundreds of modules thus imports about as fast as without the guard,
+instead of compiling every module in every process. An editable install's top-level packages are
 located where they were verified, in the project directory its finder or .pth named when it
 was signed (the record says where); its own finder never gets to answer for them. A compiled
 extension module is hashed just before it is loaded; the window between that hash and the
@@ -17,17 +22,25 @@ dynamic loader's own open remains (docs/security.md says how the permission chec
 
 from __future__ import annotations
 
+import _imp
 import hashlib
+import importlib
 import importlib.machinery
+import importlib.util
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from importlib.abc import MetaPathFinder
 from pathlib import Path
 from types import CodeType, ModuleType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from .._log import log
+
+# CPython's own checks of a .pyc against its source (private, present from 3.7 to 3.13): the
+# guard applies exactly what SourceLoader.get_code applies before it trusts bytecode.
+_pyc: Any = importlib.import_module("importlib._bootstrap_external")
 
 if TYPE_CHECKING:
     from .verification_record import VerifiedBackend
@@ -45,9 +58,9 @@ def _refuse(message: str) -> TamperedImport:
 
 class _VerifiedSourceLoader(importlib.machinery.SourceFileLoader):
     def __init__(self, fullname: str, path: str, guard: VerifiedImportGuard,
-                 verified: VerifiedBackend) -> None:
+                 verified: VerifiedBackend, rel: str) -> None:
         super().__init__(fullname, path)
-        self.guard, self.verified = guard, verified
+        self.guard, self.verified, self.rel = guard, verified, rel
 
     def get_data(self, path: str) -> bytes:
         with open(path, "rb") as handle:
@@ -56,9 +69,54 @@ class _VerifiedSourceLoader(importlib.machinery.SourceFileLoader):
         return data
 
     def get_code(self, fullname: str) -> CodeType:
-        # Compile the verified bytes; never consult or write __pycache__.
-        source = self.get_data(self.path)
-        code: CodeType = compile(source, self.path, "exec", dont_inherit=True)
+        code = self._signed_bytecode(fullname)
+        if code is not None:
+            return code
+        # Compile the verified source bytes; never write __pycache__.
+        with open(self.path, "rb") as handle:
+            source = handle.read()
+        self.guard.check_rel(self.verified, self.rel, source)
+        compiled: CodeType = compile(source, self.path, "exec", dont_inherit=True)
+        return compiled
+
+    def _signed_bytecode(self, fullname: str) -> CodeType | None:
+        """The module's bytecode, if the manifest lists it and Python would load it for this
+        source; None to compile the source instead. Changed signed bytecode is refused."""
+        if sys.pycache_prefix is not None:
+            return None  # Python would look elsewhere: compile the signed source
+        try:
+            name = os.path.basename(importlib.util.cache_from_source(self.path))
+        except NotImplementedError:  # no bytecode cache in this interpreter
+            return None
+        folder = self.rel.rpartition("/")[0]
+        rel = f"{folder}/__pycache__/{name}" if folder else f"__pycache__/{name}"
+        if self.verified.files.get(rel) is None:
+            return None
+        path = os.path.join(os.path.dirname(self.path), "__pycache__", name)
+        try:
+            with open(path, "rb") as handle:
+                data = handle.read()
+        except OSError:
+            return None
+        self.guard.check_rel(self.verified, rel, data)
+        # The checks SourceLoader.get_code makes before it trusts a .pyc (CPython's own
+        # helpers, present from 3.7 on): magic number, then the header against the source.
+        details = {"name": fullname, "path": path}
+        try:
+            flags = _pyc._classify_pyc(data, fullname, details)
+            if not flags & 0b1:  # timestamp-based: the source's mtime and size
+                info = os.stat(self.path)
+                _pyc._validate_timestamp_pyc(
+                    data, int(info.st_mtime), info.st_size, fullname, details)
+            elif (flags & 0b10 and _imp.check_hash_based_pycs != "never") or (
+                    _imp.check_hash_based_pycs == "always"):  # checked hash: the source's
+                source = self.get_data(self.path)
+                _pyc._validate_hash_pyc(
+                    data, importlib.util.source_hash(source), fullname, details)
+        except (ImportError, EOFError, OSError):
+            return None  # stale or for another Python: Python would compile the source too
+        code: CodeType = _pyc._compile_bytecode(
+            memoryview(data)[16:], fullname, path, self.path)
         return code
 
 
@@ -95,9 +153,15 @@ class VerifiedImportGuard(MetaPathFinder):
 
     def check_bytes(self, verified: VerifiedBackend, path: str, data: bytes) -> None:
         rel = verified.relative(Path(path).resolve())
-        entry = verified.files.get(rel) if rel is not None else None
+        if rel is None:
+            raise _refuse(f"{path} is not in the verified manifest of {verified.distribution}")
+        self.check_rel(verified, rel, data)
+
+    def check_rel(self, verified: VerifiedBackend, rel: str, data: bytes) -> None:
+        """`data` are the bytes the manifest lists for `rel`, or a refusal."""
+        entry = verified.files.get(rel)
         name = verified.distribution
-        if rel is None or entry is None:
+        if entry is None:
             raise _refuse(f"{rel} is not in the verified manifest of {name}")
         size, digest = entry
         if len(data) != size or hashlib.sha256(data).hexdigest() != digest:
@@ -134,11 +198,12 @@ class VerifiedImportGuard(MetaPathFinder):
         if origin is None or not spec.has_location:  # a namespace package: no code of its own
             return spec
         resolved = Path(origin).resolve()
-        if verified.relative(resolved) is None:
+        rel = verified.relative(resolved)
+        if rel is None:
             raise _refuse(f"{fullname} resolves to {origin}, outside the verified "
                           f"install root {verified.root}")
         if origin.endswith(tuple(importlib.machinery.SOURCE_SUFFIXES)):
-            spec.loader = _VerifiedSourceLoader(fullname, origin, self, verified)
+            spec.loader = _VerifiedSourceLoader(fullname, origin, self, verified, rel)
             spec.cached = None
         elif origin.endswith(tuple(importlib.machinery.EXTENSION_SUFFIXES)):
             spec.loader = _VerifiedExtensionLoader(fullname, origin, self, verified)

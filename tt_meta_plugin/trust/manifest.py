@@ -16,6 +16,7 @@ from typing import Any, NamedTuple
 from .._errors import FormatError
 from .._metadata import Distribution, normalize
 from .envelope import strict_json
+from .roles import PLUGIN, RUNTIME
 
 IN_DIST_MANIFEST = "tt_meta.manifest.json"  # a manifest's name inside the .dist-info
 VLLM_GROUP_PREFIX = "vllm."  # the entry-point groups a manifest signs
@@ -26,10 +27,16 @@ MANIFEST_KIND = "tt-meta/manifest"
 # that knows only version 1 (which refuses a version 2 document, as it must).
 SPEC_VERSION = 1
 EDITABLE_SPEC_VERSION = 2
+# Version 3: a backend's runtime (ttnn, pjrt-plugin-tt), signed as part of the backend: the
+# version 1 keys plus 'role' = "runtime". A tt_meta that knows only versions 1 and 2 refuses
+# it, and a plugin manifest (versions 1 and 2: role "plugin") can never pass as a runtime's,
+# nor the reverse: the verifier compares the signed role with the one it verifies.
+RUNTIME_SPEC_VERSION = 3
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 _TOP = {"_type", "spec_version", "backend", "distribution", "version", "entry_points",
         "vllm_requirement", "issued", "expires", "serial", "files"}
 _TOP_EDITABLE = _TOP | {"editable"}
+_TOP_RUNTIME = _TOP | {"role"}
 _EDITABLE_KEYS = {"pth", "finder", "path_entry", "sources"}
 
 
@@ -68,6 +75,8 @@ class ManifestFacts(NamedTuple):
     issued: int
     expires: int
     serial: int
+    #: "plugin" (the vLLM plugin distribution) or "runtime" (the backend's device runtime)
+    role: str = PLUGIN
     #: where an editable install's sources are; None for a normal install
     editable: Editable | None = None
 
@@ -83,17 +92,20 @@ class Manifest(NamedTuple):
     serial: int
     files: tuple[FileEntry, ...]
     editable: Editable | None = None
+    role: str = PLUGIN
 
     def facts(self) -> ManifestFacts:
         """Everything but the file list."""
         return ManifestFacts(self.backend, self.distribution, self.version, self.entry_points,
                              self.vllm_requirement, self.issued, self.expires, self.serial,
-                             self.editable)
+                             self.role, self.editable)
 
     def to_payload(self) -> dict[str, Any]:
+        spec = (RUNTIME_SPEC_VERSION if self.role == RUNTIME else
+                SPEC_VERSION if self.editable is None else EDITABLE_SPEC_VERSION)
         payload = {
             "_type": MANIFEST_KIND,
-            "spec_version": SPEC_VERSION if self.editable is None else EDITABLE_SPEC_VERSION,
+            "spec_version": spec,
             "backend": self.backend,
             "distribution": self.distribution,
             "version": self.version,
@@ -106,6 +118,8 @@ class Manifest(NamedTuple):
         }
         if self.editable is not None:
             payload["editable"] = self.editable._asdict()
+        if self.role == RUNTIME:
+            payload["role"] = RUNTIME
         return payload
 
 
@@ -141,13 +155,17 @@ def parse_manifest(payload: bytes, where: str) -> Manifest:
     def bad(why: str) -> FormatError:
         return FormatError(f"the manifest {why}", where=where, fix=fix)
 
-    if not isinstance(data, dict) or set(data) not in (_TOP, _TOP_EDITABLE):
+    if not isinstance(data, dict) or set(data) not in (_TOP, _TOP_EDITABLE, _TOP_RUNTIME):
         raise bad(f"must have exactly the keys {sorted(_TOP)} (version {SPEC_VERSION}), or "
-                  f"those and 'editable' (version {EDITABLE_SPEC_VERSION})")
+                  f"those and 'editable' (version {EDITABLE_SPEC_VERSION}), or those and "
+                  f"'role' (version {RUNTIME_SPEC_VERSION})")
     spec = data["spec_version"]
-    wanted = EDITABLE_SPEC_VERSION if "editable" in data else SPEC_VERSION
+    wanted = (EDITABLE_SPEC_VERSION if "editable" in data else
+              RUNTIME_SPEC_VERSION if "role" in data else SPEC_VERSION)
     if data["_type"] != MANIFEST_KIND or spec != wanted or isinstance(spec, bool):
         raise bad(f"is not a {MANIFEST_KIND} version {wanted} document")
+    if "role" in data and data["role"] != RUNTIME:
+        raise bad(f"key 'role' must be {RUNTIME!r}")
     for key in ("backend", "distribution", "version"):
         if not isinstance(data[key], str) or not data[key]:
             raise bad(f"key '{key}' must be a non-empty string")
@@ -188,7 +206,7 @@ def parse_manifest(payload: bytes, where: str) -> Manifest:
         backend=data["backend"], distribution=data["distribution"], version=data["version"],
         entry_points={g: dict(v) for g, v in eps.items()}, vllm_requirement=requirement,
         issued=data["issued"], expires=data["expires"], serial=data["serial"],
-        files=tuple(entries), editable=editable,
+        files=tuple(entries), editable=editable, role=RUNTIME if "role" in data else PLUGIN,
     )
 
 

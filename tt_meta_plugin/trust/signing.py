@@ -19,7 +19,7 @@ from pathlib import Path
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from .._errors import ConfigError
-from .._metadata import Distribution, dist_info_dir, install_root, is_editable
+from .._metadata import Distribution, dist_info_dir, install_root, is_editable, normalize
 from ..selection.catalog import Catalog
 from .envelope import MANIFEST_TYPE, Envelope, Signature, pae
 from .hashing import sha256_files
@@ -32,6 +32,7 @@ from .manifest import (
     installed_entry_points,
     top_level_names,
 )
+from .roles import PLUGIN, RUNTIME
 
 DAY = 86400
 
@@ -56,11 +57,20 @@ def installed_files(dist: Distribution, root: Path) -> list[str]:
 def build_manifest(dist: Distribution, backend: str, serial: int, expires_days: float,
                    now: float | None = None) -> Manifest:
     issued = int(time.time() if now is None else now)
+    catalog = Catalog()
+    role = role_of(catalog, backend, dist)
     root = install_root(dist)
     paths = installed_files(dist, root)
     located = {p: str(root / p) for p in paths}
     editable = None
     if is_editable(dist, f"{dist.name} {dist.version}"):
+        if role == RUNTIME:
+            raise ConfigError(
+                f"{dist.name} {dist.version} is an editable install: tt_meta signs a backend's "
+                "runtime only as installed from its wheel",
+                fix=f"install {dist.name} from its wheel (pip install, without -e), then sign "
+                "it; or waive runtime verification in the policy ([trust] "
+                "require_runtime_signatures = false) on development machines")
         from .editable import layout, source_files
 
         editable = layout(dist, root, f"{dist.name} {dist.version}")
@@ -72,7 +82,6 @@ def build_manifest(dist: Distribution, backend: str, serial: int, expires_days: 
         raise ConfigError(f"{dist.name} has no importable files under {root}",
                           fix="sign the installed backend, not a metadata-only distribution")
     hashes = sha256_files([located[p] for p in paths])
-    catalog = Catalog()
     requirement = None
     if backend in catalog.names():
         requirement = catalog.vllm_requirement(catalog.get(backend, "catalog"), dist)
@@ -88,7 +97,17 @@ def build_manifest(dist: Distribution, backend: str, serial: int, expires_days: 
         files=tuple(FileEntry(p, size, digest) for p, (size, digest) in zip(paths, hashes,
                                                                               strict=True)),
         editable=editable,
+        role=role,
     )
+
+
+def role_of(catalog: Catalog, backend: str, dist: Distribution) -> str:
+    """What `dist` is to `backend`: one of its runtime distributions, or its plugin."""
+    if backend in catalog.names():
+        runtimes = catalog.get(backend, "catalog").runtime_distributions
+        if normalize(dist.name) in {normalize(r) for r in runtimes}:
+            return RUNTIME
+    return PLUGIN
 
 
 def sign_manifest(manifest: Manifest, keys: list[Ed25519PrivateKey]) -> Envelope:

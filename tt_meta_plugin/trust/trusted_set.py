@@ -29,6 +29,7 @@ from .._metadata import (
     refuse_editable,
 )
 from . import import_guard, verification_record
+from .roles import PLUGIN, RUNTIME
 from .verification_record import VerifiedBackend
 
 if TYPE_CHECKING:
@@ -61,25 +62,37 @@ class TrustedSet:
     # -- a first process ---------------------------------------------------------------
 
     def establish(self, backend: str, dist: Distribution) -> VerifiedBackend | None:
-        """Verify `dist` as (part of) `backend` and guard it; None under the waiver."""
-        if self.waiver is not None:
-            return None
-        known = self._by_dist.get(normalize(dist.name))
-        if known is not None:
-            return known
-        assert self._trust is not None, "a child inherits; it does not verify"
-        from .verifier import Verifier  # first processes only
+        """Verify `dist` as `backend`'s plugin distribution and guard it; None under the
+        waiver."""
+        return self.establish_together(backend, [(dist, PLUGIN)])[0]
 
-        expected = None
-        if self._expected is not None:
-            expected = self._expected.get(normalize(dist.name))
-            if expected is None:
-                raise InheritanceError(
-                    f"the first process verified no manifest of {dist.name} {dist.version}",
-                    fix="start every process of one server with the same policy and backends")
-        verified = Verifier(self._trust).verify(backend, dist, expected)
-        self._add(verified)
-        return verified
+    def establish_together(self, backend: str, items: Sequence[tuple[Distribution, str]]
+                           ) -> list[VerifiedBackend | None]:
+        """Verify a backend's distributions as one, each `(distribution, role)` ("plugin":
+        what vLLM loads; "runtime": the device runtime it imports), and guard them: none is
+        recorded unless all pass. None for each under the waiver."""
+        if self.waiver is not None:
+            return [None] * len(items)
+        todo = [(d, r) for d, r in items if normalize(d.name) not in self._by_dist]
+        if todo:
+            assert self._trust is not None, "a child inherits; it does not verify"
+            from .verifier import Verifier  # first processes only
+
+            for verified in Verifier(self._trust).verify_together(
+                    backend, [(d, r, self._expected_for(d)) for d, r in todo]):
+                self._add(verified)
+        return [self._by_dist[normalize(d.name)] for d, _ in items]
+
+    def _expected_for(self, dist: Distribution) -> str | None:
+        """In a child verifying for itself, the manifest its first process verified."""
+        if self._expected is None:
+            return None
+        expected = self._expected.get(normalize(dist.name))
+        if expected is None:
+            raise InheritanceError(
+                f"the first process verified no manifest of {dist.name} {dist.version}",
+                fix="start every process of one server with the same policy and backends")
+        return expected
 
     def records(self) -> tuple[RecordRef, ...]:
         """What children need to inherit this set (see `RecordRef`)."""
@@ -117,7 +130,7 @@ class TrustedSet:
                 distribution=head.distribution, version=head.version, serial=head.serial,
                 signers=(), manifest_path=None, manifest_digest=key, index_identity=identity,
                 root=head.root, files=head.index, top_levels=head.tops,
-                entry_points=head.entry_points, files_checked=False))
+                entry_points=head.entry_points, files_checked=False, role=head.role))
 
     # -- both --------------------------------------------------------------------------
 
@@ -145,6 +158,11 @@ class TrustedSet:
 
     def verified(self, dist: Distribution) -> VerifiedBackend | None:
         return self._by_dist.get(normalize(dist.name))
+
+    def runtime_labels(self) -> tuple[str, ...]:
+        """The verified runtime distributions (ttnn, pjrt-plugin-tt), "name version" each."""
+        return tuple(f"{v.distribution} {v.version}" for v in self._by_dist.values()
+                     if v.role == RUNTIME)
 
     def entry_points(self, dist: Distribution) -> dict[str, dict[str, str]]:
         """The vLLM entry points delegation may call for `dist`: the signed ones, each in a

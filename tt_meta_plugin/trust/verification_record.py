@@ -44,7 +44,7 @@ if TYPE_CHECKING:  # a child reads only the head, and needs no manifest module
     from .manifest import ManifestFacts
 
 SUBDIR = "verified"
-_MAGIC = b"tt-meta verified 5\n"
+_MAGIC = b"tt-meta verified 6\n"  # 6: the facts carry the manifest's role
 _U32 = struct.Struct("<I")
 _ENTRY = struct.Struct("<IIQ32s")  # path offset in the blob, path length, size, SHA-256
 STAT = struct.Struct("<QQQqq")  # device, inode, size, mtime_ns, ctime_ns
@@ -144,6 +144,7 @@ class VerifiedBackend:
         "index_identity",
         "manifest_digest",
         "manifest_path",
+        "role",
         "root",
         "serial",
         "signers",
@@ -155,10 +156,12 @@ class VerifiedBackend:
                  signers: tuple[str, ...], manifest_path: Path | None, manifest_digest: str,
                  index_identity: Identity, root: Path, files: FileIndex,
                  top_levels: frozenset[str], entry_points: dict[str, dict[str, str]],
-                 files_checked: bool, hashed_files: int = 0) -> None:
+                 files_checked: bool, role: str, hashed_files: int = 0) -> None:
         #: the distribution's name as signed, and its version
         self.distribution: Final = distribution
         self.version: Final = version
+        #: what it is to its backend, as signed: "plugin" (what vLLM loads) or "runtime"
+        self.role: Final = role
         #: the manifest's serial, and the key ids whose signatures counted
         self.serial: Final = serial
         self.signers: Final = signers
@@ -243,7 +246,7 @@ def _encode(key: str, payload_digest: str, root: Path, tops: frozenset[str],
     editable = facts.editable
     sources = dict(editable.sources) if editable is not None else {}
     head = marshal.dumps((key, str(root), sorted(tops), facts.distribution, facts.version,
-                          facts.serial, facts.entry_points, sources))
+                          facts.serial, facts.entry_points, sources, facts.role))
     names = sorted(p.encode("utf-8", "surrogateescape") for p in files)
     table, blob, offset = bytearray(), bytearray(), 0
     for name in names:
@@ -272,15 +275,15 @@ def _encode(key: str, payload_digest: str, root: Path, tops: frozenset[str],
 class Head:
     """The start of a record: what a child needs, read without the rest."""
 
-    __slots__ = ("distribution", "entry_points", "index", "key", "root", "serial", "tops",
-                 "version")
+    __slots__ = ("distribution", "entry_points", "index", "key", "role", "root", "serial",
+                 "tops", "version")
 
     def __init__(self, key: str, root: str, tops: list[str], distribution: str, version: str,
-                 serial: int, entry_points: dict[str, dict[str, str]], index: FileIndex
-                 ) -> None:
+                 serial: int, entry_points: dict[str, dict[str, str]], index: FileIndex,
+                 role: str) -> None:
         self.key, self.root, self.tops, self.index = key, Path(root), frozenset(tops), index
         self.distribution, self.version, self.serial = distribution, version, serial
-        self.entry_points = entry_points
+        self.entry_points, self.role = entry_points, role
 
 
 def _decode_head(buf: bytes | mmap.mmap) -> tuple[Head, int]:
@@ -298,10 +301,10 @@ def _decode_head(buf: bytes | mmap.mmap) -> tuple[Head, int]:
     blob = at + 4
     if blob + blob_length > len(buf):
         raise ValueError("truncated")
-    key, root, tops, distribution, version, serial, eps, sources = fields
+    key, root, tops, distribution, version, serial, eps, sources, role = fields
     located = {name: Path(path) for name, path in sources.items()}
     return (Head(key, root, tops, distribution, version, serial, eps,
-                 FileIndex(buf, table, count, blob, located)), blob + blob_length)
+                 FileIndex(buf, table, count, blob, located), role), blob + blob_length)
 
 
 def load(state_dir: str, key: str, root: Path, strict: bool) -> Cached | None:

@@ -9,7 +9,8 @@ in the code:
  (3) its signatures meet the threshold: distinct trusted keys, bound to this backend, not
      revoked (`signatures.py`);
  (4) only then are its signed bytes parsed; they must name this backend, distribution and
-     version, the vLLM entry points installed, and the way it is installed (editable or not);
+     version, the role it plays (the backend's vLLM plugin, or its runtime), the vLLM entry
+     points installed, and the way it is installed (editable or not);
  (5) it has not expired (one clock reading for the whole verification);
  (6) its serial is not below the highest seen on this machine, nor that serial with other
      content (`rollback.py`);
@@ -35,7 +36,7 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple
 
@@ -58,6 +59,7 @@ from .manifest import (
     manifest_file_names,
     top_level_names,
 )
+from .roles import PLUGIN
 from .signatures import Listed, SignatureResult, check_signatures
 from .verification_record import VerifiedBackend
 
@@ -83,6 +85,16 @@ class _Candidate(NamedTuple):
     files: Mapping[str, tuple[int, str]] | verification_record.FileIndex
     tops: frozenset[str]
     cached: verification_record.Cached | None
+
+
+class _Passed(NamedTuple):
+    """A distribution that passed steps (0)-(9): what step (10) records."""
+
+    best: _Candidate
+    label: str
+    name: str  # normalised distribution name: its rollback mark
+    walked: verification_record.Walked | None  # None: the record proved nothing changed
+    hashed: int
 
 
 def _is_file(path: Path) -> bool:
@@ -128,18 +140,30 @@ class Verifier:
             found.append(info / IN_DIST_MANIFEST)
         return [p for p in found if _is_file(p)]
 
-    def verify(self, backend: str, dist: Distribution, expected: str | None = None
-               ) -> VerifiedBackend:
-        """Verify `dist` for `backend`: manifest, signatures, freshness, every file.
+    def verify(self, backend: str, dist: Distribution, expected: str | None = None,
+               role: str = PLUGIN) -> VerifiedBackend:
+        """Verify `dist` for `backend`, as its `role` ("plugin" or "runtime"): manifest,
+        signatures, freshness, every file.
 
         `expected`: the SHA-256 of the manifest file a first process verified, when a child
         verifies for itself (activation/child_process.py); another manifest is refused.
         """
-        with permissions.remembered():
-            return self._verify(backend, dist, expected)
+        return self.verify_together(backend, [(dist, role, expected)])[0]
 
-    def _verify(self, backend: str, dist: Distribution, expected: str | None
-                ) -> VerifiedBackend:
+    def verify_together(self, backend: str,
+                        items: Sequence[tuple[Distribution, str, str | None]]
+                        ) -> list[VerifiedBackend]:
+        """Verify a backend's distributions as one: its plugin and its runtimes, each
+        `(distribution, role, expected)`. Steps (0)-(9) for all of them first; only when
+        every one passed does (10) write anything, so a refusal leaves no mark or record."""
+        with permissions.remembered():
+            passed = [self._check(backend, dist, expected, role)
+                      for dist, role, expected in items]
+        return [self._commit(p) for p in passed]
+
+    def _check(self, backend: str, dist: Distribution, expected: str | None, role: str
+               ) -> _Passed:
+        """Steps (0)-(9)."""
         label = f"{dist.name} {dist.version}"
         # (0) How it is installed: an editable install's code lives outside the install root,
         # where the .pth or finder its manifest signs says.
@@ -159,7 +183,8 @@ class Verifier:
         accepted: list[_Candidate] = []
         for path in candidates:
             try:
-                accepted.append(self._check_manifest(path, backend, dist, label, editable))
+                accepted.append(self._check_manifest(path, backend, dist, label, editable,
+                                                     role))
             except TrustError as error:
                 errors.append(error)
         if not accepted:
@@ -208,9 +233,13 @@ class Verifier:
         # (9) Nothing shadows it (an editable install's path entry: checked in (7)).
         tree.check_install_root(root, dist, best.tops, fail, sources,
                                 layout.pth if layout else None)
-        # (10) The new high-water mark, and the record.
-        facts = best.facts
-        self.state.advance(label, normalize(dist.name), facts.serial, best.digest, str(path))
+        return _Passed(best, label, normalize(dist.name), walked, hashed)
+
+    def _commit(self, passed: _Passed) -> VerifiedBackend:
+        """(10) The new high-water mark, and the record."""
+        best, walked, cached = passed.best, passed.walked, passed.best.cached
+        root, path, facts = best.root, best.path, best.facts
+        self.state.advance(passed.label, passed.name, facts.serial, best.digest, str(path))
         if cached is not None and walked is None and not best.signatures.fresh:
             index, index_identity = cached.files, cached.file_identity  # the record stands
         else:
@@ -224,7 +253,8 @@ class Verifier:
             distribution=facts.distribution, version=facts.version, serial=facts.serial,
             signers=best.signatures.signers, manifest_path=path, manifest_digest=best.key,
             index_identity=index_identity, root=root, files=index, top_levels=best.tops,
-            entry_points=facts.entry_points, files_checked=True, hashed_files=hashed,
+            entry_points=facts.entry_points, files_checked=True, role=facts.role,
+            hashed_files=passed.hashed,
         )
 
     def _check_install(self, root: Path, dist: Distribution, tops: frozenset[str]) -> None:
@@ -242,7 +272,7 @@ class Verifier:
             permissions.check(info, "backend's .dist-info directory", strict)
 
     def _check_manifest(self, path: Path, backend: str, dist: Distribution, label: str,
-                        editable: bool) -> _Candidate:
+                        editable: bool, role: str) -> _Candidate:
         from .envelope import MANIFEST_TYPE, MAX_ENVELOPE_BYTES, parse_envelope
         from .manifest import parse_manifest
 
@@ -319,6 +349,14 @@ class Verifier:
                     f"being verified ({label})",
                     where=where, fix="use the manifest made for this distribution and version",
                 )
+        if facts.role != role:
+            raise MismatchError(
+                f"the manifest was signed for {label} as backend '{backend}''s {facts.role}, "
+                f"but it is being verified as the backend's {role}",
+                where=where,
+                fix=f"sign {dist.name} as what it is: tt-meta sign --dist {dist.name} --backend "
+                f"{backend} (its role follows from the backend: its plugin distribution or "
+                "its runtime)")
         if editable and facts.editable is None:
             raise EditableInstallError(
                 f"{label} is an editable install, but its manifest was signed for a normal "
