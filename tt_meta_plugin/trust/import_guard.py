@@ -90,7 +90,8 @@ class _VerifiedSourceLoader(importlib.machinery.SourceFileLoader):
             return None
         folder = self.rel.rpartition("/")[0]
         rel = f"{folder}/__pycache__/{name}" if folder else f"__pycache__/{name}"
-        if self.verified.files.get(rel) is None:
+        entry = self.verified.files.get(rel)
+        if entry is None:
             return None
         path = os.path.join(os.path.dirname(self.path), "__pycache__", name)
         try:
@@ -98,7 +99,7 @@ class _VerifiedSourceLoader(importlib.machinery.SourceFileLoader):
                 data = handle.read()
         except OSError:
             return None
-        self.guard.check_rel(self.verified, rel, data)
+        self.guard.check_rel(self.verified, rel, data, entry)
         # The checks SourceLoader.get_code makes before it trusts a .pyc (CPython's own
         # helpers, present from 3.7 on): magic number, then the header against the source.
         details = {"name": fullname, "path": path}
@@ -141,6 +142,20 @@ class VerifiedImportGuard(MetaPathFinder):
     def __init__(self) -> None:
         self.by_top: dict[str, VerifiedBackend] = {}
         self.loaded: list[str] = []
+        # (distribution, directory as imports name it) -> its signed path ("" for the
+        # install root; None: not a verified location). A module's signed path is its
+        # directory's and its file name: one resolve per directory, not one per module. A
+        # name that leads elsewhere later (a symlink swapped in) leads to bytes that must
+        # still hash to the manifest's for that signed path.
+        self._folders: dict[tuple[str, str], str | None] = {}
+
+    def _folder(self, verified: VerifiedBackend, folder: str) -> str | None:
+        key = (verified.distribution, folder)
+        if key not in self._folders:
+            self._folders[key] = verified.relative(Path(folder).resolve())
+            if self._folders[key] == ".":
+                self._folders[key] = ""
+        return self._folders[key]
 
     def protect(self, verified: VerifiedBackend) -> None:
         for top in verified.top_levels:
@@ -157,9 +172,11 @@ class VerifiedImportGuard(MetaPathFinder):
             raise _refuse(f"{path} is not in the verified manifest of {verified.distribution}")
         self.check_rel(verified, rel, data)
 
-    def check_rel(self, verified: VerifiedBackend, rel: str, data: bytes) -> None:
-        """`data` are the bytes the manifest lists for `rel`, or a refusal."""
-        entry = verified.files.get(rel)
+    def check_rel(self, verified: VerifiedBackend, rel: str, data: bytes,
+                  entry: tuple[int, str] | None = None) -> None:
+        """`data` are the bytes the manifest lists for `rel` (its `entry`, if looked up
+        already), or a refusal."""
+        entry = entry or verified.files.get(rel)
         name = verified.distribution
         if entry is None:
             raise _refuse(f"{rel} is not in the verified manifest of {name}")
@@ -187,8 +204,7 @@ class VerifiedImportGuard(MetaPathFinder):
                 raise _refuse(f"{fullname} is signed as part of {verified.distribution} but "
                               f"is no longer in its verified install root {verified.root}")
         else:
-            inside = [p for p in (path or [])
-                      if verified.relative(Path(p).resolve()) is not None]
+            inside = [p for p in (path or []) if self._folder(verified, p) is not None]
             spec = importlib.machinery.PathFinder.find_spec(fullname, inside)
             if spec is None:
                 # Not in the verified package: no other finder may look for it elsewhere
@@ -197,8 +213,10 @@ class VerifiedImportGuard(MetaPathFinder):
         origin = spec.origin
         if origin is None or not spec.has_location:  # a namespace package: no code of its own
             return spec
-        resolved = Path(origin).resolve()
-        rel = verified.relative(resolved)
+        folder, _, base = origin.rpartition(os.sep)
+        signed_folder = self._folder(verified, folder)
+        rel = (None if signed_folder is None else
+               f"{signed_folder}/{base}" if signed_folder else base)
         if rel is None:
             raise _refuse(f"{fullname} resolves to {origin}, outside the verified "
                           f"install root {verified.root}")
