@@ -18,6 +18,7 @@ import shutil
 import statistics
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -61,34 +62,42 @@ FIRST_PROCESS = ",".join(f"tt_meta_plugin.{m}" for m in (
     "vllm_entry", "activation.first_process", "selection.decide"))
 
 
+def kinds_of_run(site: Path, pol: str, state: Path, repeat: int,
+                 check: Callable[[dict[str, Any]], None] = lambda first: None
+                 ) -> dict[str, float]:
+    """Medians of `repeat` fresh processes of each kind (`site`: the PYTHONPATH). A few
+    milliseconds are the answer and one process start varies by more than that here, so the
+    kinds of run are interleaved: a disturbance on the machine lands on all of them alike."""
+    med = statistics.median
+    base: list[float] = []
+    cold: list[float] = []
+    warm: list[float] = []
+    child: list[float] = []
+    for _ in range(repeat):
+        shutil.rmtree(state, ignore_errors=True)
+        first = probe(site, VLLM_PLUGINS="tt_meta", TT_META_POLICY=pol)
+        assert first["platform"] == "tt_vllm_plugin.platform.TTPlatform", first
+        check(first)
+        cold.append(first["ms"])
+        base.append(probe(site, VLLM_PLUGINS="tt")["ms"])
+        warm.append(probe(site, VLLM_PLUGINS="tt_meta", TT_META_POLICY=pol)["ms"])
+        child.append(probe(site, VLLM_PLUGINS="tt_meta", TT_META_POLICY=pol,
+                           TT_META_DECISION=first["decision"])["ms"])
+    return {"backend_alone_ms": med(base), "cold_ms": med(cold), "warm_ms": med(warm),
+            "child_ms": med(child)}
+
+
 def run(repeat: int = 9) -> list[dict[str, Any]]:
-    """Medians of `repeat` fresh processes. A few milliseconds are the answer and one process
-    start varies by more than that here, so the kinds of run are interleaved: a disturbance
-    on the machine lands on all of them alike."""
     med = statistics.median
     rows = []
     for files, size in SIZES:
         site = make_backend(files, size)
         state = site.parent / f"state-act-{site.name}"
-        pol = str(policy(site, state))
-        base: list[float] = []
-        cold: list[float] = []
-        warm: list[float] = []
-        child: list[float] = []
-        for _ in range(repeat):
-            shutil.rmtree(state, ignore_errors=True)
-            first = probe(site, VLLM_PLUGINS="tt_meta", TT_META_POLICY=pol)
-            assert first["platform"] == "tt_vllm_plugin.platform.TTPlatform", first
-            cold.append(first["ms"])
-            base.append(probe(site, VLLM_PLUGINS="tt")["ms"])
-            warm.append(probe(site, VLLM_PLUGINS="tt_meta", TT_META_POLICY=pol)["ms"])
-            child.append(probe(site, VLLM_PLUGINS="tt_meta", TT_META_POLICY=pol,
-                               TT_META_DECISION=first["decision"])["ms"])
-        rows.append({"files": files, "bytes": size, "backend_alone_ms": med(base),
-                     "cold_ms": med(cold), "warm_ms": med(warm), "child_ms": med(child),
-                     "cold_added_ms": med(cold) - med(base),
-                     "warm_added_ms": med(warm) - med(base),
-                     "child_added_ms": med(child) - med(base)})
+        r = kinds_of_run(site, str(policy(site, state)), state, repeat)
+        rows.append({"files": files, "bytes": size, **r,
+                     "cold_added_ms": r["cold_ms"] - r["backend_alone_ms"],
+                     "warm_added_ms": r["warm_ms"] - r["backend_alone_ms"],
+                     "child_added_ms": r["child_ms"] - r["backend_alone_ms"]})
     site = make_backend(*SIZES[0])
     entry_ms = [probe(site, BENCH_IMPORT="tt_meta_plugin.vllm_entry")["ms"]
                 for _ in range(repeat)]

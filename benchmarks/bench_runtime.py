@@ -14,7 +14,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -25,7 +24,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench_activation import probe
+from bench_activation import kinds_of_run
+from bench_verify import baseline
 from synthetic import WORK, key, make_backend, policy
 
 from tt_meta_plugin._metadata import Distribution
@@ -62,18 +62,6 @@ def sign_runtime(site: Path, name: str) -> None:
                    info / "tt_meta.manifest.json")
 
 
-def files_of(site: Path) -> list[str]:
-    return [os.path.join(d, n) for d, _, names in os.walk(site) for n in names]
-
-
-def hashlib_seconds(paths: list[str]) -> float:
-    started = time.perf_counter()
-    for path in paths:
-        with open(path, "rb") as handle:
-            hashlib.sha256(handle.read()).hexdigest()
-    return time.perf_counter() - started
-
-
 def verify_seconds(site: Path, state: Path, cold: bool) -> tuple[float, int]:
     if cold:
         shutil.rmtree(state, ignore_errors=True)
@@ -87,10 +75,10 @@ def verify_seconds(site: Path, state: Path, cold: bool) -> tuple[float, int]:
 
 
 def verification(site: Path, repeat: int) -> dict[str, Any]:
-    paths = files_of(site)
+    paths = [os.path.join(d, n) for d, _, names in os.walk(site) for n in names]
     size = sum(os.path.getsize(p) for p in paths)
-    hashlib_seconds(paths)  # warm the page cache
-    base = min(hashlib_seconds(paths) for _ in range(repeat))
+    baseline(site)  # warm the page cache
+    base = min(baseline(site) for _ in range(repeat))
     state = WORK / "state-ttnn"
     cold = min(verify_seconds(site, state, True)[0] for _ in range(repeat))
     warm_runs = [verify_seconds(site, state, False) for _ in range(repeat)]
@@ -102,25 +90,13 @@ def verification(site: Path, repeat: int) -> dict[str, Any]:
 
 def activation(plugin: Path, runtime: Path, repeat: int) -> dict[str, float]:
     """vLLM processes with the plugin and the runtime installed (interleaved, medians)."""
-    both = Path(f"{plugin}{os.pathsep}{runtime}")
     state = WORK / "state-act-ttnn"
-    pol = str(policy(plugin, state))
-    base: list[float] = []
-    cold: list[float] = []
-    warm: list[float] = []
-    child: list[float] = []
-    for _ in range(repeat):
-        shutil.rmtree(state, ignore_errors=True)
-        first = probe(both, VLLM_PLUGINS="tt_meta", TT_META_POLICY=pol)
-        assert len(json.loads(first["decision"])["trusted"]) == 2, first  # plugin and ttnn
-        cold.append(first["ms"])
-        base.append(probe(both, VLLM_PLUGINS="tt")["ms"])
-        warm.append(probe(both, VLLM_PLUGINS="tt_meta", TT_META_POLICY=pol)["ms"])
-        child.append(probe(both, VLLM_PLUGINS="tt_meta", TT_META_POLICY=pol,
-                           TT_META_DECISION=first["decision"])["ms"])
-    med = statistics.median
-    return {"backend_alone_ms": med(base), "cold_ms": med(cold), "warm_ms": med(warm),
-            "child_ms": med(child)}
+
+    def verified_both(first: dict[str, Any]) -> None:  # the plugin and ttnn
+        assert len(json.loads(first["decision"])["trusted"]) == 2, first
+
+    return kinds_of_run(Path(f"{plugin}{os.pathsep}{runtime}"), str(policy(plugin, state)),
+                        state, repeat, verified_both)
 
 
 # -- importing a guarded runtime ----------------------------------------------------------
