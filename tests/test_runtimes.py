@@ -24,7 +24,9 @@ from conftest import (
     assert_delegated,
     assert_refused,
     clean_env,
+    write_project,
 )
+from sim import build_wheel
 
 from tt_meta_plugin.trust.keys import generate
 
@@ -249,3 +251,50 @@ def test_a_runtime_manifest_signed_with_the_cli(scene: Scene, tmp_path: Path) ->
         env=clean_env(PYTHONPATH=str(scene.site)), capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "signed ttnn 0.1.0 as backend 'metal''s runtime: 10 files" in proc.stdout, proc.stdout
+
+
+def test_a_runtime_module_no_installed_distribution_provides_is_refused(
+        scene: Scene, make_site: SiteMaker, tmp_path: Path) -> None:
+    """ttnn importable from a directory on sys.path (a source tree, an image without
+    .dist-info, a directory someone could write), with no ttnn distribution installed: it
+    has no manifest, and would run unverified."""
+    scene.site = make_site(METAL)  # the plugin only
+    loose = tmp_path / "loose"
+    (loose / "ttnn").mkdir(parents=True)
+    (loose / "ttnn" / "__init__.py").write_text("LIBRARIES = ['unverified']\n")
+    path = f"{scene.site}:{loose}"
+    assert_refused(scene.run(PYTHONPATH=path), "runtime module 'ttnn' of backend 'metal' is "
+                   "importable, but no installed runtime distribution (ttnn) provides it",
+                   code="no-manifest", where=loose / "ttnn" / "__init__.py", state=scene.watch)
+    waived = scene.run(scene.policy_with(trust="require_runtime_signatures = false"),
+                       PYTHONPATH=path)
+    assert_delegated(waived, METAL)
+
+
+QUASAR_RUNTIME_HOOK = """
+from tt_meta_plugin import Backend, hookimpl
+
+class Plugin:
+    @hookimpl
+    def tt_meta_backends(self):
+        return [Backend("quasar", ("quasar-vllm",), runtime_distributions=("quasar-rt",))]
+"""
+
+
+def test_a_third_party_backends_runtime_is_signed_as_its_runtime(
+        scene: Scene, make_site: SiteMaker, tmp_path: Path) -> None:
+    src, wheels = tmp_path / "src", tmp_path / "wheels"
+    hook = write_project(src, "quasar-plugin", "quasar_plugin",
+                         {"__init__.py": QUASAR_RUNTIME_HOOK},
+                         {"tt_meta.backends": {"quasar": "quasar_plugin:Plugin"}})
+    runtime = write_project(src, "quasar-rt", "quasar_rt", {"__init__.py": ""}, {})
+    site = make_site(extra=[build_wheel(hook, wheels), build_wheel(runtime, wheels)],
+                     sign=False)
+    proc = subprocess.run(
+        [sys.executable, "-m", "tt_meta_plugin.cli", "sign", "--dist", "quasar-rt",
+         "--backend", "quasar", "--key", str(scene.keys / "release.key"), "--out",
+         str(tmp_path / "rt.manifest.json")],
+        env=clean_env(PYTHONPATH=str(site)), capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "signed quasar-rt 1.0.0 as backend 'quasar''s runtime" in proc.stdout, proc.stdout
+

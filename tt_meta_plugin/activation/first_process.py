@@ -16,9 +16,9 @@ from collections.abc import MutableMapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple
 
-from .._errors import DelegationError, HandoffError
+from .._errors import DelegationError, HandoffError, NoManifestError
 from .._log import log
-from .._metadata import Distribution, find_distribution
+from .._metadata import Distribution, find_distribution, install_root
 from ..ray_entry import ENV_RAY_HOOK, is_ray_worker
 from ..selection.backends import BUILTIN_BACKENDS, Backend
 from ..selection.catalog import Catalog
@@ -134,13 +134,46 @@ def establish_backend(trusted: TrustedSet, policy: Policy, backend: Backend,
     any of their code runs. A runtime that is not installed is not looked for: the backend's
     platform function then answers None, and tt_meta says which runtime is missing."""
     runtimes = [d for d in map(find_distribution, backend.runtime_distributions) if d]
-    if runtimes and not policy.trust.require_runtime_signatures:
-        from ..trust.waiver import UnsafeUnverifiedRuntimes  # only when the policy waives
+    if not policy.trust.require_runtime_signatures:
+        if runtimes:
+            from ..trust.waiver import UnsafeUnverifiedRuntimes  # only when the policy waives
 
-        UnsafeUnverifiedRuntimes(policy.source).skip(
-            backend.name, ", ".join(f"{d.name} {d.version}" for d in runtimes))
-        runtimes = []
+            UnsafeUnverifiedRuntimes(policy.source).skip(
+                backend.name, ", ".join(f"{d.name} {d.version}" for d in runtimes))
+        trusted.establish(backend.name, dist)
+        return
+    if policy.trust.require_signatures:
+        check_unregistered_runtime(backend, runtimes)
     trusted.establish_together(backend.name, [(dist, PLUGIN), *((r, RUNTIME) for r in runtimes)])
+
+
+def check_unregistered_runtime(backend: Backend, runtimes: list[Distribution]) -> None:
+    """A runtime module importable here from outside every installed runtime distribution
+    (a source tree on PYTHONPATH, an image without .dist-info, a directory someone put on
+    sys.path) has no manifest and would run unverified: a refusal, before anything is
+    verified or recorded. Looked up, never imported. One found inside an installed runtime
+    is that runtime's to verify (step (9) also refuses a copy elsewhere on sys.path)."""
+    from importlib.machinery import PathFinder
+
+    roots = [install_root(d) for d in runtimes]
+    for module in backend.runtime_modules:
+        spec = PathFinder.find_spec(module)
+        if spec is None:
+            continue
+        where = spec.origin or next(iter(spec.submodule_search_locations or ()), module)
+        found = Path(where).resolve()
+        if any(found.is_relative_to(root / module) or found.parent == root for root in roots):
+            continue  # inside an installed runtime: verified with it
+        first = backend.runtime_distributions[0] if backend.runtime_distributions else module
+        names = ", ".join(backend.runtime_distributions) or "none declared"
+        raise NoManifestError(
+            f"runtime module '{module}' of backend '{backend.name}' is importable, but no "
+            f"installed runtime distribution ({names}) provides it: it has no signed "
+            "manifest and would run unverified",
+            where=where,
+            fix=f"install the runtime from its wheel and sign it (tt-meta sign --dist {first} "
+            f"--backend {backend.name}), or take it off sys.path; on a development machine "
+            "only, require_runtime_signatures = false in [trust]")
 
 
 def trusted_target(trusted: TrustedSet, chosen: Plan) -> Target:

@@ -102,12 +102,13 @@ def build_manifest(dist: Distribution, backend: str, serial: int, expires_days: 
 
 
 def role_of(catalog: Catalog, backend: str, dist: Distribution) -> str:
-    """What `dist` is to `backend`: one of its runtime distributions, or its plugin."""
-    if backend in catalog.names():
-        runtimes = catalog.get(backend, "catalog").runtime_distributions
-        if normalize(dist.name) in {normalize(r) for r in runtimes}:
-            return RUNTIME
-    return PLUGIN
+    """What `dist` is to `backend`: one of its runtime distributions, or its plugin. A
+    third-party backend is looked up through its installed plugin (as serving does)."""
+    try:
+        runtimes = catalog.get(backend, "tt-meta sign --backend").runtime_distributions
+    except ConfigError:  # no such backend installed: signed as a plugin, as before
+        return PLUGIN
+    return RUNTIME if normalize(dist.name) in {normalize(r) for r in runtimes} else PLUGIN
 
 
 def sign_manifest(manifest: Manifest, keys: list[Ed25519PrivateKey]) -> Envelope:
