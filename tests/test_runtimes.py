@@ -240,6 +240,18 @@ def test_tt_meta_verify_reports_runtimes(scene: Scene) -> None:
     waived = verify(scene.policy_with(trust="require_runtime_signatures = false"))
     assert waived.returncode == 0, waived.stdout
     assert "WAIVED ttnn 0.1.0 (metal runtime): not verified" in waived.stdout
+    waived_policy = scene.policy_with(trust="require_runtime_signatures = false")
+    report = subprocess.run(
+        [sys.executable, "-m", "tt_meta_plugin.cli", "verify", "--json", "--dist", "ttnn"],
+        env=clean_env(PYTHONPATH=str(scene.site), TT_META_POLICY=str(waived_policy)),
+        capture_output=True, text=True, timeout=60)
+    assert json.loads(report.stdout)[0]["verified"] is False, report.stdout
+    doctor = subprocess.run(
+        [sys.executable, "-m", "tt_meta_plugin.cli", "doctor"],
+        env=clean_env(PYTHONPATH=str(scene.site), TT_META_POLICY=str(waived_policy),
+                      VLLM_PLUGINS="tt_meta"), capture_output=True, text=True, timeout=60)
+    assert ("[warn] backend metal: runtime ttnn 0.1.0: NOT verified (require_runtime_signatures "
+            "= false in the policy)") in doctor.stdout, doctor.stdout
 
 
 def test_a_runtime_manifest_signed_with_the_cli(scene: Scene, tmp_path: Path) -> None:

@@ -127,9 +127,14 @@ def run_checks(environ: Mapping[str, str]) -> list[Check]:
                             f"{target.platform_ep.name} = {target.platform_ep.value}"))
         for runtime in filter(None, map(find_distribution, backend.runtime_distributions)):
             roots.add(install_root(runtime))
-            checks.append(Check(OK, topic, f"runtime {runtime.name} {runtime.version}: verified "
-                                "with the backend in every server's first process (check it "
-                                f"now: tt-meta verify --dist {runtime.name})"))
+            label = f"runtime {runtime.name} {runtime.version}"
+            checks.append(
+                Check(WARN, topic, f"{label}: NOT verified (require_runtime_signatures = "
+                      "false in the policy)", f"sign it (tt-meta sign --dist {runtime.name} "
+                      f"--backend {name}) and remove the setting, except in development")
+                if runtimes_waived(environ) else
+                Check(OK, topic, f"{label}: verified with the backend in every server's first "
+                      f"process (check it now: tt-meta verify --dist {runtime.name})"))
         reason = catalog.unusable_reason(backend, dist)
         if reason:
             checks.append(Check(WARN, topic, f"{target.label} cannot run here: {reason}",
@@ -162,6 +167,14 @@ def run_checks(environ: Mapping[str, str]) -> list[Check]:
                         else f"no Tenstorrent device found ({DEVICE_GLOB})",
                         None if devices else "install the tt-kmd driver and check the cards"))
     return checks
+
+
+def runtimes_waived(environ: Mapping[str, str]) -> bool:
+    """Does the policy waive runtimes? (A policy that cannot be read is reported below.)"""
+    try:
+        return not load_policy(environ).trust.require_runtime_signatures
+    except TTMetaError:
+        return False
 
 
 def start_up_check(root: Path) -> Check:

@@ -87,13 +87,14 @@ def verify(args: argparse.Namespace) -> int:
                  for f in start_up_files(install_root(dist))]
         if role == RUNTIME and waived:  # as serving does: not verified, and said so
             results.append({"distribution": dist.name, "version": str(dist.version),
-                            "backend": backend, "role": role, "ok": True, "waived": True,
+                            "backend": backend, "role": role, "ok": True, "verified": False,
+                            "waived": True,
                             "start_up_files": early})
             continue
         try:
             verified = verifier.verify(backend, dist, role=role)
             results.append({"distribution": dist.name, "version": str(dist.version),
-                            "backend": backend, "role": role, "ok": True,
+                            "backend": backend, "role": role, "ok": True, "verified": True,
                             "manifest": str(verified.manifest_path),
                             "serial": verified.serial,
                             "signers": list(verified.signers), "files": len(verified.files),
