@@ -107,6 +107,7 @@ def run_checks(environ: Mapping[str, str]) -> list[Check]:
             checks.append(from_error("vLLM command lines", error))
 
     roots: set[Path] = set()
+    waived = runtimes_waived(environ)
     for name in catalog.names():
         backend = catalog.get(name, "built-in catalog")
         dists = catalog.installed(backend)
@@ -132,7 +133,7 @@ def run_checks(environ: Mapping[str, str]) -> list[Check]:
                 Check(WARN, topic, f"{label}: NOT verified (require_runtime_signatures = "
                       "false in the policy)", f"sign it (tt-meta sign --dist {runtime.name} "
                       f"--backend {name}) and remove the setting, except in development")
-                if runtimes_waived(environ) else
+                if waived else
                 Check(OK, topic, f"{label}: verified with the backend in every server's first "
                       f"process (check it now: tt-meta verify --dist {runtime.name})"))
         reason = catalog.unusable_reason(backend, dist)
