@@ -31,9 +31,29 @@ def _parser() -> argparse.ArgumentParser:
     explain.add_argument("--model", help=f"the model (as {ENV_MODEL} would)")
     explain.add_argument("--device", help=f"the device type (as {ENV_DEVICE} would)")
     explain.add_argument("--json", action="store_true", help="print JSON")
+    # The decision matrix (cli/matrix.py): every model x device under the current policy.
+    explain.add_argument("--matrix", action="store_true",
+                         help="the decision for every model x device under the current policy")
+    explain.add_argument("--models", type=Path, metavar="FILE",
+                         help="with --matrix: the models, one per line")
+    explain.add_argument("--from-model-spec", type=Path, metavar="SPEC",
+                         help="with --matrix: the models (and devices) of a "
+                         "release_model_spec.json")
+    explain.add_argument("--devices", metavar="LIST",
+                         help="with --matrix: comma-separated device types, e.g. n150,n300,t3k")
+    explain.add_argument("--html", type=Path, metavar="FILE",
+                         help="with --matrix: also write a self-contained HTML page")
     explain.add_argument("command_line", nargs=argparse.REMAINDER,
                          help="a vLLM command line after '--'")
     sub.add_parser("doctor", help="check this environment and print what to fix")
+    # Policy tools (cli/policy_commands.py).
+    policy = sub.add_parser("policy", help="write policy rules")
+    policy_sub = policy.add_subparsers(dest="policy_command", required=True)
+    from_spec = policy_sub.add_parser(
+        "from-model-spec",
+        help="print [[rule]] tables from Tenstorrent's release_model_spec.json",
+    )
+    from_spec.add_argument("spec", type=Path, metavar="SPEC.json")
     keygen = sub.add_parser("keygen", help="make an Ed25519 signing key pair")
     keygen.add_argument("--out", required=True, type=Path,
                         help="write OUT.key (mode 0600) and OUT.pub")
@@ -58,6 +78,18 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
+    if args.command == "explain" and args.matrix:
+        from . import matrix
+
+        return matrix.run(args)
+    if args.command == "policy":
+        from . import policy_commands
+
+        try:
+            return int(policy_commands.run(args))
+        except TTMetaError as error:
+            print(f"tt-meta policy: {error.render()}", file=sys.stderr)
+            return 1
     if args.command == "explain":
         from . import explain
 
