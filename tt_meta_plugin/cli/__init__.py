@@ -78,7 +78,8 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
-    if args.command == "explain" and args.matrix:
+    if args.command == "explain" and (args.matrix or args.models or args.from_model_spec
+                                      or args.devices is not None or args.html):
         from . import matrix
 
         return matrix.run(args)
