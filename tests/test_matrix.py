@@ -460,3 +460,13 @@ def test_the_page_renders(policy_file: PolicyFile, tmp_path: Path) -> None:
     # Each backend's fill colour (matrix_html._PALETTE) and the refusal hatch are on screen.
     for rgb in ("dbe9ff", "ffe3c7", "fde8e8"):
         assert bytes.fromhex(rgb) in pixels, rgb
+
+
+def test_a_name_with_control_characters_cannot_drive_the_terminal(
+        policy_file: PolicyFile) -> None:
+    policy = policy_file('version = 1\nallowed_backends = ["metal"]\n[[rule]]\n'
+                         'model = "org/\\u001bcwipe"\nbackend = "metal"\n')
+    proc = tt_meta("explain", "--matrix", TT_META_POLICY=str(policy))
+    assert proc.returncode == 0, proc.stderr
+    assert "\x1b" not in proc.stdout
+    assert "'org/\\x1bcwipe'  metal (rule 1)" in proc.stdout

@@ -68,7 +68,7 @@ def build(environ: Mapping[str, str], policy: Policy, models: Sequence[str],
     for model in models:
         for device in devices:
             inputs = Inputs(Input(local_model(model), source), backend,
-                            Input(device, "--devices") if device is not None else None)
+                            Input(device, "tt-meta explain --matrix") if device else None)
             cells.append(_decide(policy, inputs, environ, model, device))
     generated = datetime.now(timezone.utc).replace(microsecond=0).isoformat()
     return Matrix(policy, generated.replace("+00:00", "Z"), backend, tuple(models),
@@ -263,11 +263,17 @@ def label(cell: Cell) -> str:
     return f"{cell.backend} ({chosen})"
 
 
+def _shown(name: str) -> str:
+    """A name as the terminal shows it: a policy may name a model with a newline or an escape
+    sequence in it, which would break the table or drive the terminal."""
+    return name if name.isprintable() else repr(name)
+
+
 def render_text(matrix: Matrix) -> str:
     notes: dict[tuple[str | None, ...], int] = {}  # one note per distinct refusal
-    rows = [["model", *(d or NOT_SET for d in matrix.devices)]]
+    rows = [["model", *(_shown(d) if d else NOT_SET for d in matrix.devices)]]
     for model in matrix.models:
-        row = [model]
+        row = [_shown(model)]
         for device in matrix.devices:
             cell = matrix.cell(model, device)
             if cell.refusal is not None:
