@@ -179,7 +179,8 @@ def test_require_signatures_false_delegates_with_a_warning(
 def test_default_policy_requires_signatures(make_site: SiteMaker,
                                              run_process: ProcessRunner) -> None:
     site = make_site("tt-vllm-plugin", sign=False)
-    # Named explicitly: the built-in policy, whatever /etc/tt-meta holds on this machine.
+    # Named explicitly: the built-in policy, whatever /etc/tt-meta holds on this machine. Its
+    # rules (Tenstorrent's model spec) name devices: Llama-3.1-8B-Instruct is metal's on n150.
     result = run_process(site, [MODEL[0], "serve", "meta-llama/Llama-3.1-8B-Instruct"],
-                         TT_META_POLICY=str(BUILTIN_POLICY))
+                         TT_META_POLICY=str(BUILTIN_POLICY), TT_META_DEVICE="n150")
     assert_refused(result, "no signed manifest found for tt-vllm-plugin 0.1.0")

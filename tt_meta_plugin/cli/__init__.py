@@ -11,6 +11,7 @@ from pathlib import Path
 
 from .._errors import TTMetaError
 from ..selection.inputs import ENV_DEVICE, ENV_MODEL
+from ..selection.model_spec import STATUSES
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -54,6 +55,15 @@ def _parser() -> argparse.ArgumentParser:
         help="print [[rule]] tables from Tenstorrent's release_model_spec.json",
     )
     from_spec.add_argument("spec", type=Path, metavar="SPEC.json")
+    from_spec.add_argument("--status", action="append", type=str.upper, choices=STATUSES,
+                           help="keep only pairs whose chosen implementation has this status; "
+                           "repeat for several (default: all)")
+    spec_out = from_spec.add_mutually_exclusive_group()
+    spec_out.add_argument("--out", type=Path, metavar="FILE",
+                          help="write the rules to FILE instead of stdout")
+    spec_out.add_argument("--update", type=Path, metavar="POLICY",
+                          help="replace the generated rules at the end of POLICY (or append "
+                          "them), keeping everything before them")
     keygen = sub.add_parser("keygen", help="make an Ed25519 signing key pair")
     keygen.add_argument("--out", required=True, type=Path,
                         help="write OUT.key (mode 0600) and OUT.pub")

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -75,14 +76,26 @@ class ModelSpec(NamedTuple):
     candidates: tuple[Candidate, ...]  # every model spec, in file order
 
 
+# What Tenstorrent's selection means for tt_meta, per (model, device): Choice.kind.
+IN_VLLM = "in-vllm"  # the default runs in vLLM: a rule sends the pair to its backend
+OUTSIDE_VLLM = "outside-vllm"  # the default runs outside vLLM (media engine, forge CNNs)
+NO_DEFAULT = "no-default"  # no default_impl, or defaults needing different backends
+NOT_TENSTORRENT = "not-tenstorrent"  # a reference device (GPU, CPU), not Tenstorrent hardware
+
+# DeviceTypes that are not Tenstorrent hardware: tt-inference-server's GPU specs are reference
+# runs of a GPU vLLM server, which no tt_meta backend is.
+NON_TENSTORRENT_DEVICES = ("cpu", "gpu")
+
+
 class Choice(NamedTuple):
     """What Tenstorrent's selection takes for one (model, device), and the backend for it."""
 
     model: str
     device: str
     candidates: tuple[Candidate, ...]  # in file order
-    winner: Candidate | None  # None: no default (ambiguous), or conflicting defaults
-    backend: str | None  # None: no rule (winner runs outside vLLM, or no winner)
+    winner: Candidate | None  # None: no default, or defaults that disagree (NO_DEFAULT)
+    backend: str | None  # the backend a rule sends the pair to; None: no rule
+    kind: str  # IN_VLLM, OUTSIDE_VLLM, NO_DEFAULT or NOT_TENSTORRENT
     reason: str  # one line: why this backend, or why no rule
 
 
@@ -125,6 +138,9 @@ def parse_model_spec(raw: bytes, source: str) -> ModelSpec:
     except ValueError as exc:  # not UTF-8, not JSON, an integer past int()'s digit limit
         raise ConfigError(f"the model spec file is not valid JSON: {exc}", where=where(source),
                           fix=f"{_FIX_EXPORT}; was it truncated or is it another file?") from None
+    if not isinstance(data, dict):
+        raise ConfigError("the model spec file is not a JSON object", where=where(source),
+                          fix=f"{_FIX_EXPORT}; is it another file?")
     top = _Object(data, source, "")
     schema = top.string("schema_version")
     if schema not in SUPPORTED_SCHEMAS:
@@ -136,16 +152,10 @@ def parse_model_spec(raw: bytes, source: str) -> ModelSpec:
                 "that reads this one")
     release = top.string("release_version")
     candidates: list[Candidate] = []
-    for model, by_device in top.objects("model_specs"):
-        if not model.strip() or not _printable(model):
-            raise by_device.error("a model name (hf_model_repo) without control characters",
-                                  f"model key {model!r}")
-        for device_key, by_engine in by_device.objects():
-            if not _DEVICE_NAME.match(device_key):
-                raise by_engine.error("a DeviceTypes name such as N150, T3K or GALAXY_T3K",
-                                      f"device key {device_key!r}")
-            for engine, by_impl in by_engine.objects():
-                for impl, spec in by_impl.objects():
+    for model, by_device in top.objects("model_specs", _MODEL_KEY):
+        for device_key, by_engine in by_device.objects(None, _DEVICE_KEY):
+            for engine, by_impl in by_engine.objects(None, _ENGINE_KEY):
+                for impl, spec in by_impl.objects(None, _IMPL_KEY):
                     candidates.append(_candidate(spec, model, device_key, engine, impl))
     return ModelSpec(
         source=source,
@@ -166,7 +176,7 @@ def _candidate(spec: _Object, model: str, device: str, engine: str, impl: str) -
     spec.child("impl").same("impl_id", impl)
     status = spec.string("status")
     if status not in STATUSES:
-        raise spec.error(f"one of {', '.join(STATUSES)}", f"status {status!r}", "status")
+        raise spec.wrong(f"one of {', '.join(STATUSES)}", status, "status")
     default = spec.child("device_model_spec").boolean("default_impl")
     return Candidate(model, device.lower(), engine, impl, status, default)
 
@@ -186,20 +196,23 @@ def _choose(model: str, device: str, candidates: tuple[Candidate, ...]) -> Choic
     defaults = [c for c in candidates if c.default_impl]
     listed = ", ".join(describe(c) for c in candidates)
     if not defaults:
-        return Choice(model, device, candidates, None, None,
+        return Choice(model, device, candidates, None, None, NO_DEFAULT,
                       f"no default_impl among {len(candidates)} candidate(s) ({listed}): "
                       "tt-inference-server needs --engine or --impl")
     if len({c.backend for c in defaults}) > 1:
         # Which one get_runtime_model_spec takes depends on its catalog's order, which the
         # exported file does not keep.
-        return Choice(model, device, candidates, None, None,
+        return Choice(model, device, candidates, None, None, NO_DEFAULT,
                       f"several candidates are default_impl ({', '.join(map(describe, defaults))})"
                       " and they need different backends")
     winner = defaults[0]
+    if device in NON_TENSTORRENT_DEVICES:
+        return Choice(model, device, candidates, winner, None, NOT_TENSTORRENT,
+                      f"{device} is not a Tenstorrent device (its default is {describe(winner)})")
     if winner.backend is None:
-        return Choice(model, device, candidates, winner, None,
+        return Choice(model, device, candidates, winner, None, OUTSIDE_VLLM,
                       f"its default, {describe(winner)}, runs outside vLLM")
-    return Choice(model, device, candidates, winner, winner.backend,
+    return Choice(model, device, candidates, winner, winner.backend, IN_VLLM,
                   f"its default, {describe(winner)}, runs in vLLM on {winner.backend}")
 
 
@@ -229,27 +242,44 @@ def _printable(text: str) -> bool:
     return text.isprintable()
 
 
+# The keys of model_specs and of the objects under it: (what one must be, the check).
+_MODEL_KEY = ("a model name (hf_model_repo) without control characters",
+              lambda key: bool(key.strip()) and _printable(key))
+_DEVICE_KEY = ("a DeviceTypes name such as N150, T3K or GALAXY_T3K",
+               lambda key: bool(_DEVICE_NAME.match(key)))
+_ENGINE_KEY = ("an inference engine such as vLLM, forge or media",
+               lambda key: bool(key) and _printable(key))
+_IMPL_KEY = ("an implementation id such as tt_transformers",
+             lambda key: bool(key) and _printable(key))
+_KINDS = {dict: "an object", list: "an array", str: "the string", bool: "the boolean",
+          int: "the number", float: "the number", type(None): "null"}
+
+
 def _member(key: str) -> str:
     """How a member of an object of objects is named in a path: ["Qwen/Qwen3-8B"]."""
-    return "[" + json.dumps(key, ensure_ascii=False) + "]"
+    return "[" + json.dumps(key, ensure_ascii=not _printable(key)) + "]"
 
 
 class _Object:
-    """A JSON object at a path in the file, with typed access whose errors name the path."""
+    """A JSON object at a path in the file (never the top level: `path` is not empty once
+    anything is wrong), with typed access whose errors name the path of the field."""
 
     def __init__(self, data: Any, source: str, path: str) -> None:
         self.data, self.source, self.path = data, source, path
         if not isinstance(data, dict):
-            raise self.error("a JSON object", _kind(data))
+            raise self.wrong("a JSON object", data)
 
     def _at(self, field: str | None = None) -> str:
         if field is None:
-            return self.path or "the top level"
+            return self.path
         return f"{self.path}.{field}" if self.path else field
 
-    def error(self, expected: str, found: str, field: str | None = None) -> ConfigError:
+    def wrong(self, expected: str, value: Any, field: str | None = None) -> ConfigError:
+        kind = _KINDS.get(type(value), "a value")
+        shown = "" if isinstance(value, (dict, list)) or value is None else " " + json.dumps(
+            value, ensure_ascii=not (isinstance(value, str) and _printable(value)))[:60]
         return ConfigError(
-            f"{self._at(field)} must be {expected}, not {found}",
+            f"{self._at(field)} must be {expected}, not {kind}{shown}",
             where=where(self.source, self._at(field)),
             fix=_FIX_EXPORT,
         )
@@ -263,13 +293,13 @@ class _Object:
     def string(self, field: str) -> str:
         value = self._get(field)
         if not isinstance(value, str) or not value:
-            raise self.error("a non-empty string", _kind(value), field)
+            raise self.wrong("a non-empty string", value, field)
         return value
 
     def boolean(self, field: str) -> bool:
         value = self._get(field)
         if not isinstance(value, bool):
-            raise self.error("true or false", _kind(value), field)
+            raise self.wrong("true or false", value, field)
         return value
 
     def same(self, field: str, expected: str) -> None:
@@ -282,25 +312,160 @@ class _Object:
     def child(self, field: str) -> _Object:
         return _Object(self._get(field), self.source, self._at(field))
 
-    def objects(self, field: str | None = None) -> list[tuple[str, _Object]]:
-        """The members of an object of objects (this one, or the field's), each with its path."""
+    def objects(self, field: str | None,
+                keys: tuple[str, Callable[[str], bool]]) -> list[tuple[str, _Object]]:
+        """The members of an object of objects (this one, or the field's), each with its
+        path; every key must pass `keys`' check."""
         parent = self if field is None else self.child(field)
-        if field is not None and not parent.data:
-            raise parent.error("a non-empty object", "an empty one")
+        if not parent.data:
+            raise ConfigError(f"{parent.path} is an empty object",
+                              where=where(self.source, parent.path), fix=_FIX_EXPORT)
+        expected, check = keys
+        for key in parent.data:
+            if not check(key):
+                raise ConfigError(f"{parent.path} has the key {key!r}, which is not {expected}",
+                                  where=where(self.source, parent.path), fix=_FIX_EXPORT)
         return [(key, _Object(value, self.source, parent.path + _member(key)))
                 for key, value in parent.data.items()]
+# -- writing rules -----------------------------------------------------------------------------
+
+# The first line of what generate_rules writes: `--update` replaces a policy from this line on.
+GENERATED_MARK = "# Generated by `tt-meta policy from-model-spec`"
 
 
-def _kind(value: Any) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return f"the boolean {str(value).lower()}"
-    if isinstance(value, dict):
-        return "an object"
-    if isinstance(value, list):
-        return "an array"
-    text = json.dumps(value, ensure_ascii=False)
-    if len(text) > 60:
-        text = text[:57] + "..."
-    return f"the {'string' if isinstance(value, str) else 'number'} {text}"
+class Generated(NamedTuple):
+    """The rules for a model spec, and what got none."""
+
+    text: str  # the comments and [[rule]] tables, TOML
+    rules: int
+    ruled: tuple[Choice, ...]  # the pairs a rule sends to a backend
+    outside: tuple[Choice, ...]  # default runs outside vLLM
+    undecided: tuple[Choice, ...]  # no default, or defaults that disagree
+    foreign: tuple[Choice, ...]  # not Tenstorrent hardware (GPU reference specs)
+    dropped: tuple[Choice, ...]  # the default's status is not among those kept
+
+
+def generate_rules(spec: ModelSpec, statuses: Iterable[str] = STATUSES,
+                   command: str | None = None) -> Generated:
+    """`[[rule]]` tables sending each (model, device) where Tenstorrent's default runs in vLLM
+    to its backend, one rule per (model, backend) listing its devices; sorted, so the same
+    file and options always give the same text. Each (model, device) is in at most one
+    rule, so their order does not change any decision, and rules before them in a policy
+    win. `statuses` keeps only pairs whose default has one of them (the choice is made
+    first, among all candidates, as Tenstorrent makes it)."""
+    kept = frozenset(statuses)
+    unknown = sorted(kept - set(STATUSES))
+    if unknown:
+        raise ConfigError(f"unknown status {unknown[0]!r}", where="--status",
+                          fix=f"use one of {', '.join(STATUSES)}")
+    ruled, outside, undecided, foreign, dropped = [], [], [], [], []
+    for choice in choose(spec):
+        if choice.kind == NO_DEFAULT:
+            undecided.append(choice)
+        elif choice.kind == NOT_TENSTORRENT:
+            foreign.append(choice)
+        elif choice.kind == OUTSIDE_VLLM:
+            outside.append(choice)
+        elif choice.winner is not None and choice.winner.status not in kept:
+            dropped.append(choice)
+        else:
+            ruled.append(choice)
+    by_rule: dict[tuple[str, str], list[Choice]] = {}
+    for choice in ruled:
+        by_rule.setdefault((choice.model, str(choice.backend)), []).append(choice)
+    origin = f"release_model_spec {spec.release}"
+    lines = _header(spec, kept, command, len(by_rule), ruled,
+                    (("Tenstorrent's choice runs outside vLLM", outside, _how),
+                     ("Tenstorrent chooses no implementation", undecided, _why),
+                     ("not Tenstorrent hardware", foreign, _how),
+                     ("the status of Tenstorrent's choice is not kept", dropped, _how)))
+    for (model, backend), choices in sorted(by_rule.items()):
+        devices = [c.device for c in choices]
+        name = f"{origin}: {model} -> {backend}: " + "; ".join(
+            f"{', '.join(group)} {how}" for how, group in _by_how(choices))
+        lines += [
+            "",
+            "[[rule]]",
+            f"name = {toml_string(name)}",
+            f"model = {toml_string(glob_escape(model))}",
+            f"device = {_toml_value(devices)}",
+            f"backend = {toml_string(backend)}",
+        ]
+    return Generated("\n".join(lines) + "\n", len(by_rule), tuple(ruled), tuple(outside),
+                     tuple(undecided), tuple(foreign), tuple(dropped))
+
+
+def _header(spec: ModelSpec, kept: frozenset[str], command: str | None, rules: int,
+            ruled: list[Choice],
+            sections: Iterable[tuple[str, list[Choice], Callable[[list[Choice]], list[str]]]],
+            ) -> list[str]:
+    kept_text = "all" if kept >= set(STATUSES) else ", ".join(s for s in STATUSES if s in kept)
+    lines = [
+        f"{GENERATED_MARK} from Tenstorrent's release_model_spec.json,",
+        f"# release {spec.release} (schema {spec.schema}); statuses kept: {kept_text}.",
+    ]
+    if command:
+        lines.append(f"#   {_comment(command)}")
+    lines += [
+        "# Do not edit below by hand: regenerate (docs/policy.md). Each rule sends a model, on",
+        "# the devices it lists, to the backend of the implementation tt-inference-server's",
+        "# get_runtime_model_spec chooses there (default_impl): engine vLLM -> metal, engine",
+        "# forge with impl forge_vllm_plugin -> forge.",
+        f"# {rules} rules for {len(ruled)} (model, device) pairs.",
+    ]
+    for title, choices, how in sections:
+        if choices:
+            lines += ["#", f"# No rule, {title} ({len(choices)} (model, device) pairs):"]
+            lines += [f"#   {line}" for line in how(choices)]
+    return lines
+
+
+def _by_how(choices: Iterable[Choice]) -> list[tuple[str, list[str]]]:
+    """(engine/impl status, devices), grouped and sorted."""
+    groups: dict[str, list[str]] = {}
+    for choice in choices:
+        assert choice.winner is not None
+        groups.setdefault(describe(choice.winner), []).append(choice.device)
+    return sorted(groups.items())
+
+
+def _how(choices: list[Choice]) -> list[str]:
+    by_model: dict[str, list[Choice]] = {}
+    for choice in choices:
+        by_model.setdefault(choice.model, []).append(choice)
+    return [f"{_comment(model)}: " + "; ".join(f"{how} on {', '.join(devices)}"
+                                               for how, devices in _by_how(found))
+            for model, found in sorted(by_model.items())]
+
+
+def _why(choices: list[Choice]) -> list[str]:
+    return [f"{_comment(c.model)} on {c.device}: {_comment(c.reason)}" for c in choices]
+
+
+def _comment(text: str) -> str:
+    """Text safe in a TOML comment (one line, no control characters)."""
+    return "".join(ch if ch.isprintable() else "?" for ch in text)
+
+
+def glob_escape(name: str) -> str:
+    """A model name as a rule's glob that matches that name only."""
+    return re.sub(r"([*?\[])", r"[\1]", name)
+
+
+def toml_string(text: str) -> str:
+    """A TOML basic string."""
+    out = []
+    for ch in text:
+        if ch in '"\\':
+            out.append("\\" + ch)
+        elif ord(ch) < 0x20 or ord(ch) == 0x7F:
+            out.append(f"\\u{ord(ch):04X}")
+        else:
+            out.append(ch)
+    return '"' + "".join(out) + '"'
+
+
+def _toml_value(values: list[str]) -> str:
+    if len(values) == 1:
+        return toml_string(values[0])
+    return "[" + ", ".join(map(toml_string, values)) + "]"
