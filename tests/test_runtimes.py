@@ -259,7 +259,7 @@ def test_a_runtime_manifest_signed_with_the_cli(scene: Scene, tmp_path: Path) ->
     out = tmp_path / "ttnn.manifest.json"
     proc = subprocess.run(
         [sys.executable, "-m", "tt_meta_plugin.cli", "sign", "--dist", "ttnn", "--backend",
-         "metal", "--key", str(scene.keys / "release.key"), "--out", str(out)],
+         "metal", "--key", str(scene.keys / "release.key"), "--out", str(out), "--staging"],
         env=clean_env(PYTHONPATH=str(scene.site)), capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "signed ttnn 0.1.0 as backend 'metal''s runtime: 10 files" in proc.stdout, proc.stdout
@@ -305,7 +305,7 @@ def test_a_third_party_backends_runtime_is_signed_as_its_runtime(
     proc = subprocess.run(
         [sys.executable, "-m", "tt_meta_plugin.cli", "sign", "--dist", "quasar-rt",
          "--backend", "quasar", "--key", str(scene.keys / "release.key"), "--out",
-         str(tmp_path / "rt.manifest.json")],
+         str(tmp_path / "quasar-rt.manifest.json"), "--staging"],
         env=clean_env(PYTHONPATH=str(site)), capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "signed quasar-rt 1.0.0 as backend 'quasar''s runtime" in proc.stdout, proc.stdout

@@ -15,8 +15,8 @@ BACKENDS = {"tt-vllm-plugin": "metal", "ttnn": "metal", "vllm-tt": "forge",
             "pjrt-plugin-tt": "forge"}
 
 
-def tt_meta(*args: str, site: Path) -> str:
-    env = dict(os.environ, PYTHONPATH=str(site))
+def tt_meta(*args: str, site: Path, **extra: str) -> str:
+    env = dict(os.environ, PYTHONPATH=str(site), **extra)
     proc = subprocess.run([TT_META, *args], env=env, capture_output=True, text=True, check=False)
     if proc.returncode != 0:
         raise RuntimeError(f"tt-meta {' '.join(args)} failed:\n{proc.stdout}{proc.stderr}")
@@ -34,12 +34,8 @@ def sign_backends(site: Path, root: Path, template: Path) -> Path:
         (secret / "release.keyid").write_text(printed.splitlines()[0].split()[-1])
     keyid = (secret / "release.keyid").read_text().strip()
     shutil.copy(secret / "release.pub", keys / "release.pub")
-    for dist, backend in BACKENDS.items():
-        if not list(site.glob(f"{dist.replace('-', '_')}-*.dist-info")):
-            continue  # not installed in this site
-        tt_meta("sign", "--dist", dist, "--backend", backend, "--key",
-                str(secret / "release.key"), "--out", str(manifests / f"{dist}.manifest.json"),
-                site=site)
+    # The policy first: `tt-meta sign --out` writes only where the policy serving reads
+    # (TT_META_POLICY) has verification look.
     policy = root / "policy.toml"
     policy.write_text(
         template.read_text()
@@ -47,4 +43,10 @@ def sign_backends(site: Path, root: Path, template: Path) -> Path:
         f'state_dir = "{root / "state"}"\naudit_log = "{root / "audit.jsonl"}"\n'
         f'\n[trust.signers]\nmetal = ["{keyid}"]\nforge = ["{keyid}"]\n'
     )
+    for dist, backend in BACKENDS.items():
+        if not list(site.glob(f"{dist.replace('-', '_')}-*.dist-info")):
+            continue  # not installed in this site
+        tt_meta("sign", "--dist", dist, "--backend", backend, "--key",
+                str(secret / "release.key"), "--out", str(manifests / f"{dist}.manifest.json"),
+                site=site, TT_META_POLICY=str(policy))
     return policy

@@ -78,7 +78,13 @@ def _parser() -> argparse.ArgumentParser:
                       help="the manifest serial; must grow with every new manifest "
                       "(default: the current Unix time)")
     sign.add_argument("--out", type=Path, default=None,
-                      help="where to write it (default: inside the distribution's .dist-info)")
+                      help="where to write it: a file (or directory) of the policy's [trust] "
+                      "manifest_dirs, named as verification reads it (default: inside the "
+                      "distribution's .dist-info)")
+    sign.add_argument("--staging", action="store_true",
+                      help="--out is a staging directory, copied into a manifest directory "
+                      "later: write there although verification does not read it (the file "
+                      "name is still checked)")
     verify = sub.add_parser("verify", help="verify installed backends against their manifests")
     verify.add_argument("--dist", help="only this distribution")
     verify.add_argument("--json", action="store_true", help="print JSON")

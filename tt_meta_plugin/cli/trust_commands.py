@@ -6,14 +6,22 @@ import argparse
 import json
 import os
 import time
+from pathlib import Path
 from typing import Any
 
 from .._errors import ConfigError, TTMetaError
 from .._metadata import find_distribution, install_root, normalize
 from ..selection.catalog import Catalog
 from ..trust.keys import generate, load_private
+from ..trust.manifest import manifest_paths
 from ..trust.roles import PLUGIN, RUNTIME
-from ..trust.signing import build_manifest, default_output, sign_manifest, write_manifest
+from ..trust.signing import (
+    build_manifest,
+    checked_output,
+    default_output,
+    sign_manifest,
+    write_manifest,
+)
 from ..trust.start_up import start_up_files
 from ..trust.verifier import Verifier
 
@@ -37,9 +45,22 @@ def sign(args: argparse.Namespace) -> int:
     serial = args.serial if args.serial is not None else int(time.time())
     if serial < 0:
         raise ConfigError("--serial must not be negative", fix="give a serial >= 0")
+    # Where it goes is checked before anything is hashed: a manifest verification never
+    # reads would make every server refuse with "no signed manifest found".
+    read: list[Path] = []
+    if args.out is None:
+        out = default_output(dist)
+    else:
+        # The manifest directories of the policy serving reads here (TT_META_POLICY,
+        # /etc/tt-meta/policy.toml or the built-in one).
+        from ..selection.policy import load_policy
+
+        policy = load_policy(os.environ)
+        read = manifest_paths(policy.trust.manifest_dirs, dist)
+        out = checked_output(args.out, dist, policy.trust.manifest_dirs, policy.source,
+                             args.staging)
     manifest = build_manifest(dist, args.backend, serial, args.expires)
     envelope = sign_manifest(manifest, keys)
-    out = args.out or default_output(dist)
     write_manifest(envelope, out)
     # An editable install is signed where its code is now: say where, since moving the
     # project (or reinstalling it elsewhere) means signing again.
@@ -50,6 +71,9 @@ def sign(args: argparse.Namespace) -> int:
           f"{len(manifest.files)} files, serial {serial}, expires "
           f"{time.strftime('%Y-%m-%d', time.gmtime(manifest.expires))}, "
           f"{len(keys)} signature(s) -> {out}")
+    if read and out.resolve() not in {p.resolve() for p in read}:  # --staging
+        print(f"staged: verification reads it only once copied to one of: "
+              f"{', '.join(map(str, read))}")
     return 0
 
 

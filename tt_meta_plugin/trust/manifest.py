@@ -11,10 +11,11 @@ from __future__ import annotations
 import re
 import unicodedata
 from collections.abc import Iterable
+from pathlib import Path
 from typing import Any, NamedTuple
 
 from .._errors import FormatError
-from .._metadata import Distribution, normalize
+from .._metadata import Distribution, dist_info_dir, normalize
 from .envelope import strict_json
 from .roles import PLUGIN, RUNTIME
 
@@ -255,6 +256,18 @@ def manifest_file_names(dist_name: str, version: str) -> tuple[str, str]:
     """The names a manifest may have in a manifest directory, most specific first."""
     norm = normalize(dist_name)
     return f"{norm}-{version}.manifest.json", f"{norm}.manifest.json"
+
+
+def manifest_paths(manifest_dirs: Iterable[str], dist: Distribution) -> list[Path]:
+    """Every path verification reads a manifest of `dist` at, whether one is there or not:
+    each manifest directory's names (most specific first), then its .dist-info's. What
+    `tt-meta sign --out` is checked against, and what a missing manifest's refusal lists."""
+    names = manifest_file_names(dist.name, str(dist.version))
+    found = [Path(d) / n for d in manifest_dirs for n in names]
+    info = dist_info_dir(dist)
+    if info is not None:
+        found.append(info / IN_DIST_MANIFEST)
+    return found
 
 
 def installed_entry_points(dist: Distribution) -> dict[str, dict[str, str]]:

@@ -11,9 +11,11 @@ its .pth or finder says they are (`editable.py`).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -30,6 +32,8 @@ from .manifest import (
     Manifest,
     check_relative_path,
     installed_entry_points,
+    manifest_file_names,
+    manifest_paths,
     top_level_names,
 )
 from .roles import PLUGIN, RUNTIME
@@ -126,9 +130,59 @@ def default_output(dist: Distribution) -> Path:
     return info / IN_DIST_MANIFEST
 
 
+def checked_output(out: Path, dist: Distribution, manifest_dirs: Sequence[str], policy: str,
+                   staging: bool) -> Path:
+    """Where `tt-meta sign --out` writes: `out`, or in an existing directory `out` the most
+    specific name verification reads there. A manifest where verification does not look
+    would pass signing and leave every server refusing with "no signed manifest found", so
+    a name verification never reads is refused, and so is a place it does not read unless
+    `staging` (the file is copied into a manifest directory later)."""
+    read = manifest_paths(manifest_dirs, dist)
+    names = manifest_file_names(dist.name, str(dist.version))
+    if _is_dir(out):
+        info = dist_info_dir(dist)
+        in_info = info is not None and out.resolve() == info
+        out = out / (IN_DIST_MANIFEST if in_info else names[0])
+    listed = ", ".join(map(str, read))
+    label = f"{dist.name} {dist.version}"
+    if out.name not in (*names, IN_DIST_MANIFEST):
+        raise ConfigError(
+            f"--out names {out.name!r}, a file name verification never reads for {label}: it "
+            f"reads {names[0]} or {names[1]} in a manifest directory, and "
+            f"{IN_DIST_MANIFEST} in the distribution's .dist-info",
+            where=f"--out {out}",
+            fix=f"write one of the files verification reads ({listed}); without --out, "
+            "tt-meta sign writes the .dist-info one")
+    if not staging and out.resolve() not in {p.resolve() for p in read}:
+        raise ConfigError(
+            f"verification would never read {out}: under the policy {policy} it reads a "
+            f"manifest of {label} only at {listed}",
+            where=f"--out {out}",
+            fix="write one of those files (a directory of [trust] manifest_dirs, or without "
+            "--out the .dist-info); to write into a staging directory whose files are copied "
+            "into a manifest directory later, add --staging; if servers use another policy, "
+            "name it in TT_META_POLICY when signing")
+    return out
+
+
+def _is_dir(path: Path) -> bool:
+    try:
+        return path.is_dir()
+    except OSError:  # a name too long, a directory this user cannot search: writing says why
+        return False
+
+
 def write_manifest(envelope: Envelope, out: Path) -> None:
-    out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.tmp")
-    tmp.write_bytes(envelope.to_bytes())
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, out)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp.write_bytes(envelope.to_bytes())
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, out)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
+        raise ConfigError(f"cannot write the manifest: {exc.strerror}",
+                          where=str(exc.filename or out),
+                          fix="give --out a file in a directory the user signing can write "
+                          "(the image build step that installs the backend)") from None

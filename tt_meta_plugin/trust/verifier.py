@@ -53,10 +53,9 @@ from .._errors import (
 from .._metadata import Distribution, dist_info_dir, install_root, is_editable, normalize
 from . import permissions, tree, verification_record
 from .manifest import (
-    IN_DIST_MANIFEST,
     ManifestFacts,
     installed_entry_points,
-    manifest_file_names,
+    manifest_paths,
     top_level_names,
 )
 from .roles import PLUGIN
@@ -133,12 +132,7 @@ class Verifier:
         return self._keys
 
     def candidates(self, dist: Distribution) -> list[Path]:
-        names = manifest_file_names(dist.name, str(dist.version))
-        found = [Path(d) / n for d in self.trust.manifest_dirs for n in names]
-        info = dist_info_dir(dist)
-        if info is not None:
-            found.append(info / IN_DIST_MANIFEST)
-        return [p for p in found if _is_file(p)]
+        return [p for p in manifest_paths(self.trust.manifest_dirs, dist) if _is_file(p)]
 
     def verify(self, backend: str, dist: Distribution, expected: str | None = None,
                role: str = PLUGIN) -> VerifiedBackend:
@@ -171,12 +165,16 @@ class Verifier:
         # (1) The manifests that may describe it.
         candidates = self.candidates(dist)
         if not candidates:
-            places = ", ".join(self.trust.manifest_dirs)
+            # Every file looked for, not only the directories: a manifest written under
+            # another name, or into a directory this policy does not name, shows as absent.
+            looked = manifest_paths(self.trust.manifest_dirs, dist)
             raise NoManifestError(
-                f"no signed manifest found for {label} (backend '{backend}')",
-                where=f"{places} and the distribution's .dist-info",
+                f"no signed manifest found for {label} (backend '{backend}'): looked for "
+                + ", ".join(map(str, looked)),
+                where=f"[trust] manifest_dirs ({', '.join(self.trust.manifest_dirs)}) and "
+                "the distribution's .dist-info",
                 fix=f"sign it at image build: tt-meta sign --dist {dist.name} --backend "
-                f"{backend} --key KEY.key",
+                f"{backend} --key KEY.key writes the last of these; --out may name any other",
             )
         # (2)-(6) for each; a failing candidate is kept to explain, if none passes.
         errors: list[TrustError] = []
