@@ -4,8 +4,8 @@ one environment every test runs in.
 The suite must give the same answer on any machine, as root or as an ordinary user: so the
 environment is pinned here, once, at start-up (`pytest_configure`): umask 022, no variable of
 the developer's that changes what tt_meta, vLLM or Python do (see `_SCRUBBED`), an empty
-Hugging Face cache, and no real Tenstorrent package importable. What a test needs beyond
-that, it sets itself.
+Hugging Face cache, no tt-smi on PATH, and no real Tenstorrent package importable. What a
+test needs beyond that, it sets itself.
 """
 
 from __future__ import annotations
@@ -74,6 +74,12 @@ def pytest_configure(config: pytest.Config) -> None:
     clean = scrubbed(os.environ)
     os.environ.clear()
     os.environ.update(clean)
+    # No tt-smi: without TT_META_DEVICE a first process would run the developer's and match
+    # rules on their machine's device (selection/device.py). tests/test_device.py puts
+    # stand-ins on PATH itself.
+    os.environ["PATH"] = os.pathsep.join(
+        d for d in os.environ.get("PATH", "").split(os.pathsep)
+        if not os.path.exists(os.path.join(d or ".", "tt-smi")))
     # An empty, private cache: a hub id is never found in the developer's own cache.
     # HOME too: code given an environment without HF_HOME falls back to ~/.cache.
     cache = tempfile.mkdtemp(prefix="tt-meta-tests-cache-")

@@ -97,6 +97,10 @@ def plan(environ: MutableMapping[str, str], argv: Sequence[str], catalog: Catalo
             "variable); for a vLLM engine created inside a Ray actor, set TT_META_MODEL in "
             "the actor's runtime environment",
         )
+    if inputs.device is None:
+        from ..selection.device import detect_device  # only when TT_META_DEVICE is unset
+
+        inputs.device, inputs.device_unknown = detect_device(policy, environ)
     facts, config = gather_facts(inputs, environ)
     decision = decide(policy, inputs, facts, config)
     backend = catalog.get(decision.backend, policy.source)

@@ -27,7 +27,7 @@ from ..activation.recorded_decision import ENV_DECISION
 from ..ray_entry import ENV_RAY_HOOK
 from ..ray_entry import HOOK as RAY_HOOK
 from ..selection.catalog import Catalog
-from ..selection.inputs import ENV_POLICY
+from ..selection.inputs import ENV_DEVICE, ENV_POLICY
 from ..selection.policy import load_policy
 from ..trust.manifest import installed_entry_points
 from ..trust.start_up import START_UP_MODULES, start_up_files
@@ -167,7 +167,29 @@ def run_checks(environ: Mapping[str, str]) -> list[Check]:
                         f"{len(devices)} Tenstorrent device(s): {', '.join(devices)}" if devices
                         else f"no Tenstorrent device found ({DEVICE_GLOB})",
                         None if devices else "install the tt-kmd driver and check the cards"))
+    checks.append(device_check(environ))
     return checks
+
+
+def device_check(environ: Mapping[str, str]) -> Check:
+    """The device a server's first process here matches rules on: TT_META_DEVICE, else what
+    `tt-smi -s` reports (selection/device.py, with the policy's cache and timeout)."""
+    value = environ.get(ENV_DEVICE, "").strip()
+    if value:
+        return Check(OK, "device", f"{value.lower()!r} (from environment variable {ENV_DEVICE})")
+    from ..selection.device import detect_device  # runs tt-smi
+
+    try:
+        policy = load_policy(environ)
+    except TTMetaError:  # reported by the policy check: tt-smi without cache, default timeout
+        policy = None
+    found, why = detect_device(policy, environ, say=False)
+    if found is not None:
+        return Check(OK, "device", f"{found.value!r} (from {found.source})")
+    return Check(WARN, "device", f"unknown ({ENV_DEVICE} is not set, and {why}): rules naming "
+                 "a device do not match", f"set {ENV_DEVICE} to the device type (e.g. n150, "
+                 "n300, t3k, p150, p300x2, galaxy), or make `tt-smi -s` work for the user "
+                 "running vLLM")
 
 
 def runtimes_waived(environ: Mapping[str, str]) -> bool:

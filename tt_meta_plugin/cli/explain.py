@@ -49,6 +49,8 @@ def explain(environ: MutableMapping[str, str], argv: Sequence[str]) -> tuple[int
             "model": _input(inputs.model),
             "backend": _input(inputs.backend),
             "device": _input(inputs.device),
+            # why no device: TT_META_DEVICE is not set and tt-smi -s did not tell
+            "device_unknown": inputs.device_unknown,
             "shadowed": [_input(i) for i in inputs.shadowed],
         },
         model_config={
@@ -111,6 +113,8 @@ def render(report: dict[str, Any], as_json: bool) -> str:
         for key in ("model", "device", "backend"):
             item = inputs[key]
             text = f"{item['value']!r} (from {item['source']})" if item else "(not set)"
+            if key == "device" and inputs.get("device_unknown"):
+                text = f"unknown (TT_META_DEVICE is not set, and {inputs['device_unknown']})"
             lines.append(f"{key + ':':<14} {text}")
         for item in inputs["shadowed"]:
             lines.append(f"  also found {item['value']!r} in {item['source']} (lower precedence)")

@@ -49,11 +49,14 @@ class Input:
 class Inputs:
     """Everything read from the environment and command line of this process."""
 
-    __slots__ = ("backend", "command", "device", "model", "shadowed")
+    __slots__ = ("backend", "command", "device", "device_unknown", "model", "shadowed")
 
     def __init__(self, model: Input | None, backend: Input | None, device: Input | None,
                  shadowed: tuple[Input, ...] = (), command: CommandLine | None = None) -> None:
         self.model, self.backend, self.device = model, backend, device
+        # Why `device` is None when a first process looked for it with `tt-smi -s`
+        # (selection/device.py; a child never looks: it has its parent's decision).
+        self.device_unknown: str | None = None
         # Model values found in lower-precedence places and not used (`tt-meta explain`).
         self.shadowed = shadowed
         # The vLLM command line read (its --revision, --hf-config-path, --hf-overrides

@@ -77,6 +77,9 @@ _DOTTED_KEY = re.compile(
 
 DEFAULT_MANIFEST_DIR = "/etc/tt-meta/manifests"
 DEFAULT_STATE_DIR = "/var/lib/tt-meta"
+# Seconds a first process waits for `tt-smi -s` when TT_META_DEVICE is not set (device.py).
+DEFAULT_TT_SMI_TIMEOUT = 5.0
+MAX_TT_SMI_TIMEOUT = 600
 
 
 class TrustSettings(NamedTuple):
@@ -111,6 +114,8 @@ class Policy(NamedTuple):
     vllm_version_mismatch: Literal["refuse", "warn"] = "refuse"
     extra_general_plugins: tuple[str, ...] = ()
     trust: TrustSettings = TrustSettings()
+    # seconds to wait for `tt-smi -s` (selection/device.py); 0: never run it
+    tt_smi_timeout: float = DEFAULT_TT_SMI_TIMEOUT
 
     def first_match(self, facts: Facts) -> Rule | None:
         return next((rule for rule in self.rules if rule.matches(facts)), None)
@@ -191,6 +196,7 @@ def _parse_policy(raw: bytes, source: str) -> Policy:
         vllm_version_mismatch="warn" if mismatch == "warn" else "refuse",
         extra_general_plugins=table.strings("extra_general_plugins"),
         trust=_parse_trust(table, source),
+        tt_smi_timeout=table.seconds("tt_smi_timeout", DEFAULT_TT_SMI_TIMEOUT),
     )
     table.reject_unknown()
     return policy
@@ -304,6 +310,15 @@ class _Table:
         if value is not None and (not isinstance(value, str) or not value):
             raise self._wrong(key, "a non-empty string", value)
         return value
+
+    def seconds(self, key: str, default: float) -> float:
+        value = self._get(key, False)
+        if value is None:
+            return default
+        if (not isinstance(value, (int, float)) or isinstance(value, bool)
+                or not 0 <= value <= MAX_TT_SMI_TIMEOUT):  # NaN fails this too
+            raise self._wrong(key, f"a number of seconds from 0 to {MAX_TT_SMI_TIMEOUT}", value)
+        return float(value)
 
     def boolean(self, key: str, default: bool = False) -> bool:
         value = self._get(key, False)
