@@ -26,15 +26,16 @@ code{font-family:ui-monospace,SFMono-Regular,Menlo,Consolas,monospace;font-size:
 .legend{display:flex;flex-wrap:wrap;gap:10px;margin:16px 0;align-items:center}
 .swatch{display:inline-block;padding:4px 10px;border:2px solid;border-radius:4px}
 table.matrix{border-collapse:separate;border-spacing:3px}
-.matrix th{text-align:left;font-weight:600;padding:6px 10px;white-space:nowrap}
+.matrix th{text-align:left;font-weight:600;padding:4px 10px;white-space:nowrap}
 .matrix thead th{background:#f3f3f3;border-radius:4px}
 .matrix tbody th{font-family:ui-monospace,SFMono-Regular,Menlo,Consolas,monospace;
  font-weight:500;background:#fafafa}
-.cell{padding:6px 10px;border:2px solid;border-radius:4px;min-width:7em;white-space:nowrap;
+.cell{padding:4px 8px;border:2px solid;border-radius:4px;min-width:6.5em;white-space:nowrap;
  cursor:help}
-.cell small{display:block;font-size:.78em;opacity:.85}
+.cell small{display:block;font-size:.78em;opacity:.85;font-weight:400}
 .refused{background:repeating-linear-gradient(45deg,#fde8e8 0 6px,#fff 6px 12px);
- border:2px dashed #b00020;color:#8a0018;font-weight:600}
+ border:1px dashed #b00020;color:#8a0018;font-weight:600}
+.refused a{color:inherit}
 .refusals li,.rules li{margin:.35em 0}
 .refusals .fix{color:#333}
 """
