@@ -17,7 +17,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import SiteMaker, clean_env
+from conftest import BUILTIN_POLICY, SiteMaker, clean_env
+
+from tt_meta_plugin.selection.model_spec import choose, load_model_spec
 
 PolicyFile = Callable[[str], Path]
 
@@ -236,6 +238,22 @@ def test_from_model_spec(policy_file: PolicyFile, tmp_path: Path) -> None:
     assert data["devices"] == [*DEVICES, "t3k"]
     assert cell(data, "org/qwen", "t3k")["backend"] == "metal"
     assert cell(data, "zeta/unknown", "n150")["refusal"]["code"] == "selection"
+
+
+def test_the_builtin_policy_over_its_spec_is_tenstorrents_choice() -> None:
+    """The built-in policy is generated from release_model_spec 0.20.0: its matrix over that
+    spec's models and devices sends each pair where Tenstorrent's own selection runs it in
+    vLLM to that backend, and refuses every other pair (outside vLLM, no default, no spec)."""
+    spec_file = Path(__file__).parent / "data" / "release_model_spec-0.20.0.json"
+    spec = load_model_spec(spec_file)
+    data = matrix_json(BUILTIN_POLICY, "--from-model-spec", str(spec_file))
+    assert data["models"] == list(spec.models)
+    assert sorted(data["devices"]) == sorted(spec.devices)
+    expected = {(c.model, c.device): c.backend for c in choose(spec)}
+    got = {(c["model"], c["device"]): c["backend"] for c in data["cells"]}
+    assert len(got) == len(spec.models) * len(spec.devices) > 500
+    assert {k: v for k, v in got.items() if v} == {k: v for k, v in expected.items() if v}
+    assert data["counts"]["metal"] > 100 and data["counts"]["forge"] >= 10
 
 
 # -- Bad input: exit 1, one clean message, no traceback -------------------------------------------
