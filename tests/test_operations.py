@@ -1,0 +1,222 @@
+"""What an operator sees of tt_meta when everything goes right: the audit line in the log, the
+manifests' expiry (a WARNING before the cliff; `tt-meta verify` and `doctor` show the days
+left), and tt_meta's metrics in vLLM's `/metrics` (docs/operations.md, "Observing").
+
+Processes here are fresh interpreters on a signed simulated site (the `scene`), run as vLLM
+runs tt_meta; the real `vllm serve` test at the end scrapes a real server's `/metrics`."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import VLLM_ARGV0, Scene, clean_env
+
+FORGE_MODEL = [VLLM_ARGV0, "serve", "forge-org/qwen"]
+DAY = 86400
+
+# A first process (or, with TT_META_DECISION, a child) as vLLM runs tt_meta, with logging
+# configured as an application would (a handler on the root logger), then what
+# prometheus_client's process-wide registry (the one vLLM serves) holds, and which modules
+# the process loaded.
+PROCESS = textwrap.dedent(
+    """
+    import json, logging, os, sys
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s %(message)s")
+    sys.argv = json.loads(os.environ.pop("TEST_ARGV"))
+    from tt_meta_plugin import vllm_entry
+    vllm_entry.platform_plugin(); vllm_entry.general_plugin()
+    out = {"decision": os.environ.get("TT_META_DECISION"),
+           "metrics_file": os.environ.get("TT_META_METRICS_FILE"),
+           "modules": sorted(m for m in sys.modules if m.startswith(
+               ("prometheus_client", "tt_meta_plugin.activation")))}
+    child = os.environ.get("TEST_CHILD")
+    if child:  # a child vLLM would start from here: it inherits this environment
+        import subprocess
+        env = dict(os.environ, TEST_ARGV=json.dumps([child]))
+        env.pop("TEST_CHILD")
+        done = subprocess.run([sys.executable, "-c", os.environ["TEST_SCRIPT"]], env=env,
+                              capture_output=True, text=True)
+        out["child"] = [done.returncode, done.stdout, done.stderr]
+    if "prometheus_client" in sys.modules:
+        import prometheus_client
+        out["metrics"] = prometheus_client.generate_latest().decode()
+    print("OUT " + json.dumps(out))
+    """
+)
+
+
+def run(scene: Scene, argv: list[str], policy: Path | None = None, **env: str
+        ) -> tuple[dict[str, Any], str]:
+    proc = subprocess.run(
+        [sys.executable, "-c", PROCESS], capture_output=True, text=True, timeout=180,
+        env=clean_env(PYTHONPATH=str(scene.site), VLLM_PLUGINS="tt_meta",
+                      TT_META_POLICY=str(policy or scene.policy), TEST_ARGV=json.dumps(argv),
+                      TEST_SCRIPT=PROCESS, **env))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    (line,) = [x for x in proc.stdout.splitlines() if x.startswith("OUT ")]
+    out: dict[str, Any] = json.loads(line[4:])
+    return out, proc.stderr
+
+
+def audit_line(stderr: str) -> dict[str, str]:
+    """The INFO audit line's fields (quoted values unquoted)."""
+    (line,) = [x for x in stderr.splitlines()
+               if x.startswith("INFO vllm.tt_meta tt_meta audit: ")]
+    fields = re.findall(r'(\w+)=("(?:[^"\\]|\\.)*"|\S+)', line.split("audit: ", 1)[1])
+    return {k: json.loads(v) if v.startswith('"') else v for k, v in fields}
+
+
+def sample(metrics: str, name: str) -> list[tuple[dict[str, str], float]]:
+    """The samples of `name` in a Prometheus text exposition: (labels, value) each."""
+    found = []
+    for line in metrics.splitlines():
+        match = re.fullmatch(rf"{re.escape(name)}(?:{{(.*)}})? (\S+)", line)
+        if match:
+            labels = dict(re.findall(r'(\w+)="((?:[^"\\]|\\.)*)"', match.group(1) or ""))
+            found.append((labels, float(match.group(2))))
+    return found
+
+
+def test_the_audit_line_and_the_metrics_of_a_serving_first_process(scene: Scene) -> None:
+    out, stderr = run(scene, FORGE_MODEL, TEST_CHILD="/venv/bin/worker.py")
+    fields = audit_line(stderr)
+    assert fields["verdict"] == "delegated" and fields["backend"] == "forge", fields
+    assert fields["distribution"] == "vllm_tt" and fields["version"] == "0.1.0", fields
+    assert fields["reason"] == "rule 1: model = 'forge-org/*'", fields
+    assert fields["serial"] == "1" and fields["signers"] == scene.keyid, fields
+    assert fields["verified"] == "files" and fields["runtimes"] == "pjrt-plugin-tt 0.1.0"
+    assert float(fields["ms"]) > 0 and "time" not in fields, fields
+    # The metrics vLLM's /metrics serves from this process's registry.
+    metrics = str(out["metrics"])
+    ((info, value),) = sample(metrics, "tt_meta_backend_info")
+    assert value == 1 and info == {
+        "backend": "forge", "distribution": "vllm-tt", "version": "0.1.0", "serial": "1",
+        "signers": scene.keyid, "rule": "rule 1: model = 'forge-org/*'"}, info
+    expiry = {labels["distribution"]: v for labels, v in
+              sample(metrics, "tt_meta_manifest_expiry_timestamp_seconds")}
+    assert set(expiry) == {"vllm-tt", "pjrt-plugin-tt"}, expiry
+    for when in expiry.values():  # signed with 30 days to go, moments ago
+        assert 29.9 * DAY < when - time.time() <= 30 * DAY, expiry
+    first = {labels["kind"]: v for labels, v in
+             sample(metrics, "tt_meta_activation_seconds_sum")}
+    counts = {labels["kind"]: v for labels, v in
+              sample(metrics, "tt_meta_activation_seconds_count")}
+    assert counts == {"first": 1, "child": 1}, metrics
+    assert abs(first["first"] - float(fields["ms"]) / 1e3) <= 5e-6, (first, fields)
+    # The child the process started inherited, reported its time, and loaded no metric code.
+    code, child_out, child_err = out["child"]
+    assert code == 0, child_err[-3000:]
+    child = json.loads(child_out.split("OUT ", 1)[1])
+    assert audit_line(child_err)["verdict"] == "inherited"
+    assert 0 < first["child"] == pytest.approx(float(audit_line(child_err)["ms"]) / 1e3, abs=1e-5)
+    assert not [m for m in child["modules"] if m.startswith("prometheus_client")
+                or m.endswith((".metrics", ".operations"))], child["modules"]
+    assert "expires in" not in stderr + child_err  # 30 days left: no warning (default 14)
+
+
+def test_no_metric_code_where_no_metrics_are_served(scene: Scene) -> None:
+    """A first process that serves no API (`vllm.LLM`, a script) imports no metric code and
+    names no metrics file for its children."""
+    out, stderr = run(scene, ["/srv/offline.py"], TT_META_MODEL="forge-org/qwen")
+    assert audit_line(stderr)["verdict"] == "delegated"
+    assert out["metrics_file"] is None
+    assert not [m for m in out["modules"] if m.startswith("prometheus_client")
+                or m.endswith((".metrics",))], out["modules"]
+
+
+@pytest.mark.parametrize(("trust", "top", "warned"), [
+    ("warn_expiry_days = 40", "", {"vllm-tt", "pjrt-plugin-tt"}),  # 30 days left: inside
+    ("warn_expiry_days = 29", "", set()),  # outside
+    ("warn_expiry_days = 0", "", set()),  # never
+    ("warn_expiry_days = 40\nrequire_runtime_signatures = false", "", {"vllm-tt"}),
+    ("warn_expiry_days = 40", "require_signatures = false\n", set()),  # nothing verified
+])
+def test_the_expiry_warning_threshold(scene: Scene, trust: str, top: str,
+                                      warned: set[str]) -> None:
+    policy = scene.policy_with(trust=trust, top=top)
+    result = scene.run(policy, FORGE_MODEL)
+    assert result.returncode == 0, result.stderr[-3000:]
+    found = re.findall(r"WARNING .* tt_meta: the manifest of (\S+) 0\.1\.0 expires in "
+                       r"(\d+\.\d) days \(\d{4}-\d\d-\d\d \d\d:\d\d UTC\): from then on every "
+                       r"vLLM server refuses to start with it \(warn_expiry_days = 40 in "
+                       + re.escape(str(policy)) + r"\)", result.stderr)
+    assert {d.replace("_", "-") for d, _ in found} == warned, result.stderr[-3000:]
+    assert all(29.9 < float(days) <= 30 for _, days in found), found
+    if warned:  # a child inherits: its first process warned, it does not
+        child = scene.child(result.decision, policy)
+        assert child.returncode == 0, child.stderr[-3000:]
+        assert "expires in" not in child.stderr, child.stderr[-3000:]
+
+
+def test_a_negative_warn_expiry_days_is_refused(scene: Scene) -> None:
+    result = scene.run(scene.policy_with(trust="warn_expiry_days = -1"), FORGE_MODEL)
+    assert result.refused and "trust.warn_expiry_days must not be negative" in result.stderr
+
+
+def tt_meta(scene: Scene, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "tt_meta_plugin.cli", *args],
+                          env=clean_env(PYTHONPATH=str(scene.site), VLLM_PLUGINS="tt_meta",
+                                        TT_META_POLICY=str(scene.policy)),
+                          capture_output=True, text=True, timeout=120)
+
+
+def test_verify_and_doctor_show_the_days_left(scene: Scene) -> None:
+    proc = tt_meta(scene, "verify", "--json")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    results = {r["distribution"]: r for r in json.loads(proc.stdout)}
+    for r in results.values():
+        assert 29.9 * DAY < r["expires_at"] - time.time() <= 30 * DAY, r
+        assert r["expires"] == time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(r["expires_at"]))
+        assert 29.9 <= r["days_left"] <= 30, r
+    text = tt_meta(scene, "verify", "--dist", "vllm-tt").stdout
+    assert re.search(r"OK     vllm_tt 0\.1\.0 \(forge\): .*, expires "
+                     r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ \((29\.9|30\.0) days left\)", text), text
+    doctor = tt_meta(scene, "doctor")
+    assert re.search(r"\[  ok\] manifest vllm_tt 0\.1\.0: verified; expires in (29\.9|30\.0) "
+                     r"days", doctor.stdout), doctor.stdout
+    assert re.search(r"\[  ok\] manifest pjrt-plugin-tt 0\.1\.0: verified; expires in",
+                     doctor.stdout), doctor.stdout
+    scene.policy = scene.policy_with(trust="warn_expiry_days = 31")
+    doctor = tt_meta(scene, "doctor")
+    assert re.search(r"\[warn\] manifest vllm_tt 0\.1\.0: expires in (29\.9|30\.0) days "
+                     r"\(.*\), within warn_expiry_days = 31", doctor.stdout), doctor.stdout
+    assert "fix: sign it again: tt-meta sign --dist vllm_tt --backend forge" in doctor.stdout
+
+
+def test_the_info_line_waits_for_vllms_logging_configuration(scene: Scene) -> None:
+    """vLLM 0.32 configures its logging after the platform plugins ran: the audit line is
+    logged once it has, through vLLM's handler and format, not lost before it."""
+    script = textwrap.dedent(
+        """
+        import json, logging, os, sys
+        sys.argv = json.loads(os.environ.pop("TEST_ARGV"))
+        import vllm.logger  # vLLM 0.32: imported, logging not configured yet
+        from tt_meta_plugin import vllm_entry
+        vllm_entry.platform_plugin(); vllm_entry.general_plugin()
+        print("CONFIGURING", flush=True)
+        from vllm.config.logging import LoggingConfig
+        vllm.logger.configure_logging(LoggingConfig())
+        vllm.logger.init_logger("vllm.test").info("first line after configuration")
+        """)
+    proc = subprocess.run(  # vLLM logs to stdout (VLLM_LOGGING_STREAM), warnings to stderr
+        [sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        text=True, timeout=180,
+        env=clean_env(PYTHONPATH=str(scene.site), VLLM_PLUGINS="tt_meta",
+                      TT_META_POLICY=str(scene.policy), TEST_ARGV=json.dumps(FORGE_MODEL)))
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    before, _, after = proc.stdout.partition("CONFIGURING")
+    assert "tt_meta audit:" not in before, before
+    lines = after.splitlines()
+    (ours,) = [i for i, x in enumerate(lines) if "tt_meta audit: " in x]
+    # vLLM 0.32's format: "(PROCESS pid=N) INFO MM-DD HH:MM:SS [file.py:N] message"
+    assert re.match(r"\(\S+ pid=\d+\) INFO \d\d-\d\d \d\d:\d\d:\d\d \[audit\.py:\d+\] "
+                    r"tt_meta audit: pid=\d+ verdict=delegated backend=forge", lines[ours]), lines
+    assert "first line after configuration" in lines[ours + 1], lines
