@@ -193,3 +193,7 @@ def general_plugin() -> None:
         # The audit said "delegated" or "inherited" already; it must also say this ended it.
         _refuse(_as_refusal(exc), activation.settings.audit_log, started)
     log(logging.DEBUG, "tt_meta: ran general plugins %s", ", ".join(ran) or "(none)")
+    if not activation.inherited:
+        from .activation import operations  # first processes only (metrics where served)
+
+        operations.general_plugins_ran()

@@ -28,7 +28,7 @@ from ..trust import permissions, settings_seal
 from ..trust.roles import PLUGIN, RUNTIME
 from ..trust.trusted_set import RecordRef, TrustedSet
 from ..trust.waiver import UnsafeNoVerification
-from . import recorded_decision
+from . import operations, recorded_decision
 from .backend import (
     Activation,
     Target,
@@ -237,5 +237,8 @@ def activate(environ: MutableMapping[str, str], argv: Sequence[str]) -> Activati
     )
     recorded_decision.record(environ, handoff)
     seconds = time.perf_counter() - started
+    operations.after_activation(chosen.inputs, operations.Report(
+        handoff, operations.manifests_in_use(trusted, chosen.backend, target.dist), seconds),
+        policy.trust.warn_expiry_days, policy.source)
     return Activation(handoff, settings, target, platform, verified, False, seconds,
                       trusted.runtime_labels())

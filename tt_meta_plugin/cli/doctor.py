@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import glob
 import os
+import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import NamedTuple
@@ -11,6 +12,7 @@ from typing import NamedTuple
 from .._errors import TTMetaError
 from .._metadata import (
     PLATFORM_GROUP,
+    Distribution,
     entry_points,
     find_distribution,
     install_root,
@@ -23,6 +25,7 @@ from ..activation.backend import (
     target_of,
     vllm_mismatch,
 )
+from ..activation.operations import DAY
 from ..activation.recorded_decision import ENV_DECISION
 from ..ray_entry import ENV_RAY_HOOK
 from ..ray_entry import HOOK as RAY_HOOK
@@ -30,6 +33,7 @@ from ..selection.catalog import Catalog
 from ..selection.inputs import ENV_DEVICE, ENV_POLICY
 from ..selection.policy import load_policy
 from ..trust.manifest import installed_entry_points
+from ..trust.roles import PLUGIN, RUNTIME
 from ..trust.start_up import START_UP_MODULES, start_up_files
 from ..vllm_entry import check_target_device
 
@@ -126,6 +130,10 @@ def run_checks(environ: Mapping[str, str]) -> list[Check]:
             continue
         checks.append(Check(OK, topic, f"{target.label}, platform entry point "
                             f"{target.platform_ep.name} = {target.platform_ep.value}"))
+        checks.extend(expiry_check(environ, name, d, role) for d, role in
+                      [(dist, PLUGIN), *((r, RUNTIME) for r in filter(
+                          None, map(find_distribution, backend.runtime_distributions))
+                          if not waived)])
         for runtime in filter(None, map(find_distribution, backend.runtime_distributions)):
             roots.add(install_root(runtime))
             label = f"runtime {runtime.name} {runtime.version}"
@@ -190,6 +198,32 @@ def device_check(environ: Mapping[str, str]) -> Check:
                  "a device do not match", f"set {ENV_DEVICE} to the device type (e.g. n150, "
                  "n300, t3k, p150, p300x2, galaxy), or make `tt-smi -s` work for the user "
                  "running vLLM")
+
+
+def expiry_check(environ: Mapping[str, str], backend: str, dist: Distribution,
+                 role: str) -> Check:
+    """When `dist`'s manifest expires, as a server's first process verifies it: a warning
+    within the policy's warn_expiry_days."""
+    from ..trust.verifier import Verifier  # hashes the backend (a cached record spares it)
+
+    topic = f"manifest {dist.name} {dist.version}"
+    refused = FAIL  # a status passed on: the message is the error's, documented where raised
+    try:
+        trust = load_policy(environ).trust
+        if not trust.require_signatures:
+            return Check(WARN, topic, "not verified (require_signatures = false in the "
+                         "policy)", "sign the backends and remove the setting")
+        expires = Verifier(trust).verify(backend, dist, role=role).expires or 0
+    except TTMetaError as error:  # the refusal a server would give, as verify shows it
+        return Check(refused, topic, error.summary, error.fix)
+    left = (expires - time.time()) / DAY
+    when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(expires))
+    if left <= trust.warn_expiry_days:
+        return Check(WARN, topic, f"expires in {left:.1f} days ({when}), within "
+                     f"warn_expiry_days = {trust.warn_expiry_days}; after that every server "
+                     "refuses to start", f"sign it again: tt-meta sign --dist {dist.name} "
+                     f"--backend {backend} --expires DAYS")
+    return Check(OK, topic, f"verified; expires in {left:.1f} days ({when})")
 
 
 def runtimes_waived(environ: Mapping[str, str]) -> bool:

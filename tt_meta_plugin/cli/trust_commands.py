@@ -77,6 +77,14 @@ def sign(args: argparse.Namespace) -> int:
     return 0
 
 
+def expiry_fields(expires: int | None) -> dict[str, Any]:
+    """When a verified manifest expires: ISO 8601 (UTC), Unix time, and days left."""
+    if expires is None:
+        return {}
+    return {"expires": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(expires)),
+            "expires_at": expires, "days_left": round((expires - time.time()) / 86400, 1)}
+
+
 def verify(args: argparse.Namespace) -> int:
     # The policy as serving reads it, permission check included: verification writes rollback
     # marks and records that servers then trust.
@@ -123,6 +131,7 @@ def verify(args: argparse.Namespace) -> int:
                             "serial": verified.serial,
                             "signers": list(verified.signers), "files": len(verified.files),
                             "hashed": verified.hashed_files,
+                            **expiry_fields(verified.expires),
                             "ms": round((time.perf_counter() - started) * 1e3, 1),
                             "start_up_files": early})
         except TTMetaError as error:
@@ -142,7 +151,8 @@ def verify(args: argparse.Namespace) -> int:
             elif r["ok"]:
                 print(f"OK     {r['distribution']} {r['version']} ({what}): "
                       f"{r['files']} files, serial {r['serial']}, signed by "
-                      f"{', '.join(k[:16] for k in r['signers'])}, {r['ms']} ms")
+                      f"{', '.join(k[:16] for k in r['signers'])}, expires {r['expires']} "
+                      f"({r['days_left']} days left), {r['ms']} ms")
             else:
                 print(f"FAILED {r['distribution']} {r.get('version', '')} ({what}): "
                       f"{r['error']}")

@@ -98,6 +98,9 @@ class TrustSettings(NamedTuple):
     # false: a backend's installed runtimes (ttnn, pjrt-plugin-tt) run unverified, with a
     # WARNING in every process (trust/waiver.py)
     require_runtime_signatures: bool = True
+    # a WARNING in every first process when a manifest in use expires within this many
+    # days (0: never)
+    warn_expiry_days: int = 14
 
     def signers_for(self, backend: str) -> tuple[str, ...]:
         return dict(self.signers).get(backend, ())
@@ -232,6 +235,11 @@ def _parse_trust(top: _Table, source: str) -> TrustSettings:
     audit_log = table.string("audit_log")
     no_nul("state_dir", (state_dir,))
     no_nul("audit_log", (audit_log,))
+    warn_expiry_days = table.integer("warn_expiry_days", default=14)
+    if warn_expiry_days < 0:
+        raise ConfigError("trust.warn_expiry_days must not be negative",
+                          where=where(source, "trust.warn_expiry_days"),
+                          fix="set warn_expiry_days = 14 (or 0 for no warning)")
     settings = TrustSettings(
         require_signatures=require,
         key_dirs=paths(path_strings("key_dirs")),
@@ -243,6 +251,7 @@ def _parse_trust(top: _Table, source: str) -> TrustSettings:
         strict_permissions=table.boolean("strict_permissions", default=True),
         audit_log=str(base / audit_log) if audit_log else None,
         require_runtime_signatures=table.boolean("require_runtime_signatures", default=True),
+        warn_expiry_days=warn_expiry_days,
     )
     table.reject_unknown()
     return settings

@@ -138,6 +138,7 @@ class VerifiedBackend:
     __slots__ = (
         "distribution",
         "entry_points",
+        "expires",
         "files",
         "files_checked",
         "hashed_files",
@@ -156,7 +157,8 @@ class VerifiedBackend:
                  signers: tuple[str, ...], manifest_path: Path | None, manifest_digest: str,
                  index_identity: Identity, root: Path, files: FileIndex,
                  top_levels: frozenset[str], entry_points: dict[str, dict[str, str]],
-                 files_checked: bool, role: str, hashed_files: int = 0) -> None:
+                 files_checked: bool, role: str, hashed_files: int = 0,
+                 expires: int | None = None) -> None:
         #: the distribution's name as signed, and its version
         self.distribution: Final = distribution
         self.version: Final = version
@@ -183,6 +185,8 @@ class VerifiedBackend:
         self.files_checked: Final = files_checked
         #: how many files this verification hashed (the rest were proven unchanged)
         self.hashed_files: Final = hashed_files
+        #: when the manifest expires (Unix time); None in a child, which does not read it
+        self.expires: Final = expires
 
     @property
     def sources(self) -> Mapping[str, Path]:

@@ -252,7 +252,7 @@ class Verifier:
             signers=best.signatures.signers, manifest_path=path, manifest_digest=best.key,
             index_identity=index_identity, root=root, files=index, top_levels=best.tops,
             entry_points=facts.entry_points, files_checked=True, role=facts.role,
-            hashed_files=passed.hashed,
+            hashed_files=passed.hashed, expires=facts.expires,
         )
 
     def _check_install(self, root: Path, dist: Distribution, tops: frozenset[str]) -> None:
