@@ -141,7 +141,8 @@ def test_the_terminal_table(policy_file: PolicyFile) -> None:
     proc = tt_meta("explain", "--matrix", TT_META_POLICY=str(policy))
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.splitlines()
-    assert lines[0].startswith(f"policy:   {policy} (sha256 ")
+    assert lines[0].startswith(f"policy:    {policy} (sha256 ")
+    assert lines[1].startswith("generated: ")
     header = next(i for i, line in enumerate(lines) if line.startswith("model "))
     assert lines[header].split() == ["model", *DEVICES]
     rows = {line.split("  ")[0]: re.split(r"\s{2,}", line)[1:] for line in lines[header + 1:
@@ -199,6 +200,11 @@ def test_the_model_config_on_disk_is_read_as_a_server_reads_it(
     other = cell(data, "org/other", "n150")
     assert (other["backend"], other["chosen_by"]) == ("forge", "TT_META_BACKEND")
     assert cell(data, "secret-org/model", "n150")["refusal"]["summary"] == DENIED
+    proc = tt_meta("explain", "--matrix", "--models", str(models), TT_META_POLICY=str(path),
+                   TT_META_BACKEND="forge")
+    assert ("\nbackend:   'forge' (from environment variable TT_META_BACKEND) chooses for every "
+            "model the policy does not deny\n") in proc.stdout
+    assert re.search(r"\norg/other +forge \(TT_META_BACKEND\)", proc.stdout), proc.stdout
 
 
 def test_every_cell_agrees_with_tt_meta_explain(make_site: SiteMaker,

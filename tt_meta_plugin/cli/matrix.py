@@ -284,10 +284,10 @@ def render_text(matrix: Matrix) -> str:
                 row.append(label(cell))
         rows.append(row)
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    lines = [f"policy:   {matrix.policy.source} (sha256 {matrix.policy.digest[:16]})",
-             f"decided:  {matrix.generated}"]
+    lines = [f"policy:    {matrix.policy.source} (sha256 {matrix.policy.digest[:16]})",
+             f"generated: {matrix.generated}"]
     if matrix.backend_override is not None:
-        lines.append(f"backend:  {matrix.backend_override} chooses for every model the "
+        lines.append(f"backend:   {matrix.backend_override} chooses for every model the "
                      "policy does not deny")
     lines.append("")
     lines += ["  ".join(text.ljust(w) for text, w in zip(row, widths, strict=True)).rstrip()
