@@ -371,7 +371,29 @@ def _unknown_device(path: Path) -> None:
     _rewrite(path, {"device": "gpu"})
 
 
+def _fifo(path: Path) -> None:
+    path.unlink()
+    os.mkfifo(path, 0o600)  # opened without blocking, never read
+
+
+def _huge(path: Path) -> None:
+    with path.open("r+b") as handle:
+        handle.truncate(1 << 30)  # sparse: read up to 4 KiB only
+
+
+def _nested(path: Path) -> None:
+    path.write_bytes(b"[" * 100_000)
+
+
+def _not_utf8(path: Path) -> None:
+    path.write_bytes(b'{"device": "\xff"}')
+
+
 SPOILED = {
+    "a FIFO": (_fifo, "it is not a regular file"),
+    "huge": (_huge, "it is not a device cache tt_meta wrote"),
+    "nested too deeply": (_nested, "it is not a device cache tt_meta wrote"),
+    "not UTF-8": (_not_utf8, "it is not a device cache tt_meta wrote"),
     "foreign-owned": (_foreign, "is owned by uid 12345, not by root"),
     "group-writable": (_group_writable, "is writable by group or others (mode 620)"),
     "a symlink": (_symlink, "it cannot be read: Too many levels of symbolic links"),
@@ -384,7 +406,8 @@ SPOILED = {
 def test_a_cache_that_could_be_forged_is_ignored_with_a_warning(
         tmp_path: Path, tt_smi: TtSmi, case: str, caplog: pytest.LogCaptureFixture) -> None:
     """Ignored, not refused: tt-smi is asked again and the file replaced by tt_meta's own
-    (docs/policy.md, "Device detection")."""
+    (docs/policy.md, "Device detection"). Whatever is there, it is read without blocking and
+    at most 4 KiB of it."""
     spoil, reason = SPOILED[case]
     tt_smi.prints(snapshot("n150"))
     detect_device(policy(tmp_path), tt_smi.env())
