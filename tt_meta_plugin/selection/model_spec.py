@@ -92,7 +92,7 @@ class Choice(NamedTuple):
 
     model: str
     device: str
-    candidates: tuple[Candidate, ...]  # in file order
+    candidates: tuple[Candidate, ...]  # sorted
     winner: Candidate | None  # None: no default, or defaults that disagree (NO_DEFAULT)
     backend: str | None  # the backend a rule sends the pair to; None: no rule
     kind: str  # IN_VLLM, OUTSIDE_VLLM, NO_DEFAULT or NOT_TENSTORRENT
@@ -186,7 +186,9 @@ def choose(spec: ModelSpec) -> tuple[Choice, ...]:
     pairs: dict[tuple[str, str], list[Candidate]] = {}
     for candidate in spec.candidates:
         pairs.setdefault((candidate.model, candidate.device), []).append(candidate)
-    return tuple(_choose(model, device, tuple(found))
+    # Sorted inside a pair too: the file keeps no order that matters (the export nests the
+    # catalog's order away), and the same content must give the same rules.
+    return tuple(_choose(model, device, tuple(sorted(found)))
                  for (model, device), found in sorted(pairs.items()))
 
 
