@@ -90,6 +90,7 @@ def test_a_manifest_directory_file_verifies(scene: Scene) -> None:
 
 def test_a_manifest_directory_as_out_gets_the_versioned_name(scene: Scene) -> None:
     manifests = with_manifest_dir(scene)
+    manifests.rmdir()  # the policy's manifest directory, created when sign writes into it
     proc = sign(scene, "--out", str(manifests))
     assert proc.returncode == 0, proc.stderr
     assert [p.name for p in manifests.iterdir()] == [NAMES[0]]

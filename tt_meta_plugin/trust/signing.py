@@ -132,14 +132,15 @@ def default_output(dist: Distribution) -> Path:
 
 def checked_output(out: Path, dist: Distribution, manifest_dirs: Sequence[str], policy: str,
                    staging: bool) -> Path:
-    """Where `tt-meta sign --out` writes: `out`, or in an existing directory `out` the most
-    specific name verification reads there. A manifest where verification does not look
-    would pass signing and leave every server refusing with "no signed manifest found", so
-    a name verification never reads is refused, and so is a place it does not read unless
-    `staging` (the file is copied into a manifest directory later)."""
+    """Where `tt-meta sign --out` writes: `out`, or in a directory `out` (one that exists, or
+    a manifest directory, created if need be) the most specific name verification reads
+    there. A manifest where verification does not look would pass signing and leave every
+    server refusing with "no signed manifest found", so a name verification never reads is
+    refused, and so is a place it does not read unless `staging` (the file is copied into a
+    manifest directory later)."""
     read = manifest_paths(manifest_dirs, dist)
     names = manifest_file_names(dist.name, str(dist.version))
-    if _is_dir(out):
+    if _is_dir(out) or out.resolve() in {Path(d).resolve() for d in manifest_dirs}:
         info = dist_info_dir(dist)
         in_info = info is not None and out.resolve() == info
         out = out / (IN_DIST_MANIFEST if in_info else names[0])
