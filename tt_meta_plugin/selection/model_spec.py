@@ -174,9 +174,7 @@ def _candidate(spec: _Object, model: str, device: str, engine: str, impl: str) -
                             ("inference_engine", engine)):
         spec.same(field, expected)
     spec.child("impl").same("impl_id", impl)
-    status = spec.string("status")
-    if status not in STATUSES:
-        raise spec.wrong(f"one of {', '.join(STATUSES)}", status, "status")
+    status = spec.one_of("status", STATUSES)
     default = spec.child("device_model_spec").boolean("default_impl")
     return Candidate(model, device.lower(), engine, impl, status, default)
 
@@ -296,6 +294,12 @@ class _Object:
         value = self._get(field)
         if not isinstance(value, str) or not value:
             raise self.wrong("a non-empty string", value, field)
+        return value
+
+    def one_of(self, field: str, allowed: tuple[str, ...]) -> str:
+        value = self.string(field)
+        if value not in allowed:
+            raise self.wrong(f"one of {', '.join(allowed)}", value, field)
         return value
 
     def boolean(self, field: str) -> bool:
