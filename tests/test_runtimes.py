@@ -276,11 +276,63 @@ def test_a_runtime_module_no_installed_distribution_provides_is_refused(
     (loose / "ttnn" / "__init__.py").write_text("LIBRARIES = ['unverified']\n")
     path = f"{scene.site}:{loose}"
     assert_refused(scene.run(PYTHONPATH=path), "runtime module 'ttnn' of backend 'metal' is "
-                   "importable, but no installed runtime distribution (ttnn) provides it",
+                   "importable, but no verified runtime distribution (ttnn) provides it",
                    code="no-manifest", where=loose / "ttnn" / "__init__.py", state=scene.watch)
     waived = scene.run(scene.policy_with(trust="require_runtime_signatures = false"),
                        PYTHONPATH=path)
     assert_delegated(waived, METAL)
+
+
+def loose_ttnn(tmp_path: Path) -> Path:
+    """A ttnn package on a directory of its own: no distribution, no manifest."""
+    loose = tmp_path / "loose"
+    (loose / "ttnn").mkdir(parents=True)
+    (loose / "ttnn" / "__init__.py").write_text("LIBRARIES = ['unverified']\n")
+    return loose
+
+
+def test_a_child_refuses_a_runtime_its_parent_did_not_verify(
+        scene: Scene, make_site: SiteMaker, tmp_path: Path) -> None:
+    """A child that inherits (a worker, or a Ray actor with its own runtime_env) may see a
+    runtime its first process did not: it was never verified, and is refused."""
+    scene.site = make_site(METAL)  # the plugin only: the parent verifies no runtime
+    parent = scene.run()
+    assert_delegated(parent, METAL)
+    loose = loose_ttnn(tmp_path)
+    child = scene.run(argv=["/venv/bin/worker.py"], TT_META_DECISION=parent.decision,
+                      PYTHONPATH=f"{scene.site}:{loose}")
+    assert_refused(child, "runtime module 'ttnn' of backend 'metal' is importable, but no "
+                   "verified runtime distribution (ttnn) provides it", code="no-manifest",
+                   where=loose / "ttnn" / "__init__.py", state=scene.watch)
+    # The same child without it inherits as before.
+    assert_delegated(scene.child(parent.decision), METAL, inherited=True)
+
+
+LATE_RUNTIME = textwrap.dedent(
+    """
+    import os, sys
+    sys.argv = ["/venv/bin/vllm", "serve", "metal-org/llama"]
+    from tt_meta_plugin import vllm_entry
+    vllm_entry.platform_plugin()
+    sys.path.insert(0, os.environ["LOOSE"])  # after verification
+    try:
+        import ttnn
+        print("IMPORTED", ttnn.LIBRARIES)
+    except ImportError as exc:
+        print("REFUSED", exc)
+    """
+)
+
+
+def test_a_runtime_put_on_sys_path_after_verification_is_refused(
+        scene: Scene, make_site: SiteMaker, tmp_path: Path) -> None:
+    scene.site = make_site(METAL)
+    proc = subprocess.run(
+        [sys.executable, "-c", LATE_RUNTIME], capture_output=True, text=True, timeout=120,
+        env=clean_env(PYTHONPATH=str(scene.site), VLLM_PLUGINS="tt_meta",
+                      TT_META_POLICY=str(scene.policy), LOOSE=str(loose_ttnn(tmp_path))))
+    assert ("REFUSED ttnn: runtime module 'ttnn' of backend 'metal' was not verified in this "
+            "process") in proc.stdout, proc.stdout + proc.stderr[-2000:]
 
 
 QUASAR_RUNTIME_HOOK = """

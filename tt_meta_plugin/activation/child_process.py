@@ -29,7 +29,7 @@ from .._log import log
 from .._metadata import Distribution, find_distribution
 from ..selection.inputs import policy_digest, read_inputs, read_policy
 from ..trust import permissions, settings_seal, verification_record
-from ..trust.trusted_set import TrustedSet
+from ..trust.trusted_set import TrustedSet, refuse_unregistered_runtime
 from . import recorded_decision
 from .backend import Activation, call_platform, check_vllm_plugins, target_of
 
@@ -99,6 +99,13 @@ def _inherit(settings: settings_seal.ChildSettings,
         )
     trusted = TrustedSet(None, None)
     trusted.inherit(settings.state_dir, settings.strict_permissions, recorded.trusted, WHERE)
+    if settings.require_runtime_signatures and recorded.backend in settings.runtimes:
+        # This process's environment may offer a runtime its parent's did not (a Ray
+        # worker's runtime_env, another PYTHONPATH): only what the parent verified may run.
+        distributions, modules = settings.runtimes[recorded.backend]
+        refuse_unregistered_runtime(recorded.backend, modules, distributions,
+                                    trusted.runtime_roots())
+        trusted.forbid_unverified_runtime(recorded.backend, modules)
     return trusted
 
 

@@ -16,7 +16,7 @@ from collections.abc import MutableMapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple
 
-from .._errors import DelegationError, HandoffError, NoManifestError
+from .._errors import DelegationError, HandoffError
 from .._log import log
 from .._metadata import Distribution, find_distribution, install_root
 from ..ray_entry import ENV_RAY_HOOK, is_ray_worker
@@ -26,7 +26,7 @@ from ..selection.inputs import Inputs, read_inputs
 from ..selection.policy import Policy, load_policy
 from ..trust import permissions, settings_seal
 from ..trust.roles import PLUGIN, RUNTIME
-from ..trust.trusted_set import RecordRef, TrustedSet
+from ..trust.trusted_set import RecordRef, TrustedSet, refuse_unregistered_runtime
 from ..trust.waiver import UnsafeNoVerification
 from . import operations, recorded_decision
 from .backend import (
@@ -149,35 +149,15 @@ def establish_backend(trusted: TrustedSet, policy: Policy, backend: Backend,
     if policy.trust.require_signatures:
         check_unregistered_runtime(backend, runtimes)
     trusted.establish_together(backend.name, [(dist, PLUGIN), *((r, RUNTIME) for r in runtimes)])
+    trusted.forbid_unverified_runtime(backend.name, backend.runtime_modules)
 
 
 def check_unregistered_runtime(backend: Backend, runtimes: list[Distribution]) -> None:
-    """A runtime module importable here from outside every installed runtime distribution
-    (a source tree on PYTHONPATH, an image without .dist-info, a directory someone put on
-    sys.path) has no manifest and would run unverified: a refusal, before anything is
-    verified or recorded. Looked up, never imported. One found inside an installed runtime
-    is that runtime's to verify (step (9) also refuses a copy elsewhere on sys.path)."""
-    from importlib.machinery import PathFinder
-
-    roots = [install_root(d) for d in runtimes]
-    for module in backend.runtime_modules:
-        spec = PathFinder.find_spec(module)
-        if spec is None:
-            continue
-        where = spec.origin or next(iter(spec.submodule_search_locations or ()), module)
-        found = Path(where).resolve()
-        if any(found.is_relative_to(root / module) or found.parent == root for root in roots):
-            continue  # inside an installed runtime: verified with it
-        first = backend.runtime_distributions[0] if backend.runtime_distributions else module
-        names = ", ".join(backend.runtime_distributions) or "none declared"
-        raise NoManifestError(
-            f"runtime module '{module}' of backend '{backend.name}' is importable, but no "
-            f"installed runtime distribution ({names}) provides it: it has no signed "
-            "manifest and would run unverified",
-            where=where,
-            fix=f"install the runtime from its wheel and sign it (tt-meta sign --dist {first} "
-            f"--backend {backend.name}), or take it off sys.path; on a development machine "
-            "only, require_runtime_signatures = false in [trust]")
+    """Before anything is verified: a runtime module importable from outside every installed
+    runtime distribution is refused (trusted_set.refuse_unregistered_runtime)."""
+    refuse_unregistered_runtime(backend.name, backend.runtime_modules,
+                                backend.runtime_distributions,
+                                [install_root(d) for d in runtimes])
 
 
 def trusted_target(trusted: TrustedSet, chosen: Plan) -> Target:
@@ -201,6 +181,8 @@ def child_settings(policy: Policy, catalog: Catalog) -> settings_seal.ChildSetti
         audit_log=policy.trust.audit_log, extra_general_plugins=policy.extra_general_plugins,
         backend_distributions=catalog.distribution_names(),
         require_runtime_signatures=policy.trust.require_runtime_signatures,
+        runtimes={b.name: [list(b.runtime_distributions), list(b.runtime_modules)]
+                  for b in catalog.backends() if b.runtime_modules},
     )
 
 

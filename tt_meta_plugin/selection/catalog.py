@@ -52,6 +52,10 @@ class Catalog:
     def names(self) -> tuple[str, ...]:
         return tuple(self._backends)
 
+    def backends(self) -> tuple[Backend, ...]:
+        """The backends known so far (built-ins, and third-party ones loaded)."""
+        return tuple(self._backends.values())
+
     def distribution_names(self) -> tuple[str, ...]:
         """Every distribution any known backend is provided by."""
         return tuple(d for b in self._backends.values() for d in b.distributions)

@@ -141,6 +141,9 @@ class VerifiedImportGuard(MetaPathFinder):
 
     def __init__(self) -> None:
         self.by_top: dict[str, VerifiedBackend] = {}
+        #: top-level names no verified distribution covers that must not be imported: a
+        #: backend's runtime module that was not verified -> that backend
+        self.forbidden: dict[str, str] = {}
         self.loaded: list[str] = []
         # (distribution, directory as imports name it) -> its signed path ("" for the
         # install root; None: not a verified location). A module's signed path is its
@@ -188,8 +191,14 @@ class VerifiedImportGuard(MetaPathFinder):
 
     def find_spec(self, fullname: str, path: Sequence[str] | None,
                   target: ModuleType | None = None) -> importlib.machinery.ModuleSpec | None:
-        verified = self.by_top.get(fullname.partition(".")[0])
+        top = fullname.partition(".")[0]
+        verified = self.by_top.get(top)
         if verified is None:
+            if top in self.forbidden and importlib.machinery.PathFinder.find_spec(
+                    top, None if top == fullname else path) is not None:
+                # Present now, where nothing verified it (absent, it is simply not found).
+                raise _refuse(f"{fullname}: runtime module '{top}' of backend "
+                              f"'{self.forbidden[top]}' was not verified in this process")
             return None
         if "." not in fullname:
             spec = _top_level_spec(fullname, verified)
@@ -254,12 +263,23 @@ def _top_level_spec(fullname: str, verified: VerifiedBackend
 _guard: VerifiedImportGuard | None = None
 
 
-def protect(verified: VerifiedBackend) -> VerifiedImportGuard:
-    """Guard `verified`'s packages from now on, in this process; the guard goes first on
-    sys.meta_path the first time."""
+def _installed() -> VerifiedImportGuard:
+    """This process's guard; it goes first on sys.meta_path the first time."""
     global _guard
     if _guard is None:
         _guard = VerifiedImportGuard()
         sys.meta_path.insert(0, _guard)
-    _guard.protect(verified)
     return _guard
+
+
+def protect(verified: VerifiedBackend) -> VerifiedImportGuard:
+    """Guard `verified`'s packages from now on, in this process."""
+    guard = _installed()
+    guard.protect(verified)
+    return guard
+
+
+def forbid(top: str, backend: str) -> None:
+    """Refuse every import under the top-level name `top` (a runtime module of `backend`
+    that was not verified) from now on, in this process, wherever it is found."""
+    _installed().forbidden[top] = backend

@@ -28,15 +28,16 @@ class ChildSettings:
     """What a child process needs of the policy."""
 
     FIELDS = ("audit_log", "backend_distributions", "extra_general_plugins", "policy",
-              "policy_digest", "require_runtime_signatures", "require_signatures", "state_dir",
-              "strict_permissions")
+              "policy_digest", "require_runtime_signatures", "require_signatures", "runtimes",
+              "state_dir", "strict_permissions")
     __slots__ = FIELDS
 
     def __init__(self, *, policy: str, policy_digest: str, require_signatures: bool,
                  strict_permissions: bool, state_dir: str, audit_log: str | None,
                  extra_general_plugins: tuple[str, ...],
                  backend_distributions: tuple[str, ...],
-                 require_runtime_signatures: bool = True) -> None:
+                 require_runtime_signatures: bool = True,
+                 runtimes: dict[str, list[list[str]]] | None = None) -> None:
         #: the policy file, and the SHA-256 of the bytes these settings were derived from
         self.policy, self.policy_digest = policy, policy_digest
         #: [trust] require_signatures, strict_permissions, state_dir, audit_log
@@ -44,6 +45,9 @@ class ChildSettings:
         self.state_dir, self.audit_log = state_dir, audit_log
         #: [trust] require_runtime_signatures: false, and a child warns as its parent did
         self.require_runtime_signatures = require_runtime_signatures
+        #: backend -> [its runtime distributions, its runtime modules]: a child checks that
+        #: none of those modules is importable here unless its parent verified it
+        self.runtimes = runtimes or {}
         #: extra_general_plugins, and every backend's distributions (never passed through)
         self.extra_general_plugins = extra_general_plugins
         self.backend_distributions = backend_distributions

@@ -18,9 +18,10 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Final
 
-from .._errors import InheritanceError, MismatchError, TamperedError
+from .._errors import InheritanceError, MismatchError, NoManifestError, TamperedError
 from .._metadata import (
     Distribution,
     find_distribution,
@@ -159,6 +160,17 @@ class TrustedSet:
     def verified(self, dist: Distribution) -> VerifiedBackend | None:
         return self._by_dist.get(normalize(dist.name))
 
+    def runtime_roots(self) -> list[Path]:
+        """Where the verified runtime distributions are installed."""
+        return [v.root for v in self._by_dist.values() if v.role == RUNTIME]
+
+    def forbid_unverified_runtime(self, backend: str, modules: Sequence[str]) -> None:
+        """From now on, a runtime module of `backend` that no verified runtime covers is
+        refused if anything tries to import it (one put on sys.path later, say)."""
+        for module in modules:
+            if not any(module in v.top_levels for v in self._by_dist.values()):
+                import_guard.forbid(module, backend)
+
     def runtime_labels(self) -> tuple[str, ...]:
         """The verified runtime distributions (ttnn, pjrt-plugin-tt), "name version" each."""
         return tuple(f"{v.distribution} {v.version}" for v in self._by_dist.values()
@@ -185,3 +197,33 @@ class TrustedSet:
                         fix="sign a backend whose entry points are its own modules",
                     )
         return verified.entry_points
+
+
+def refuse_unregistered_runtime(backend: str, modules: Sequence[str],
+                                distributions: Sequence[str], roots: Sequence[Path]) -> None:
+    """A runtime module importable here from outside every runtime root in `roots` (a
+    first process: the installed runtime distributions, before verification; a child: the
+    ones its parent verified) has no manifest and would run unverified: a refusal. Looked
+    up, never imported. One found inside a root is that runtime's (step (9) and the import
+    guard refuse a copy elsewhere on sys.path)."""
+    from importlib.machinery import PathFinder
+
+    for module in modules:
+        spec = PathFinder.find_spec(module)
+        if spec is None:
+            continue
+        where = spec.origin or next(iter(spec.submodule_search_locations or ()), module)
+        found = Path(where).resolve()
+        if any(found.is_relative_to(root / module) or found.parent == root for root in roots):
+            continue
+        first = distributions[0] if distributions else module
+        names = ", ".join(distributions) or "none declared"
+        raise NoManifestError(
+            f"runtime module '{module}' of backend '{backend}' is importable, but no "
+            f"verified runtime distribution ({names}) provides it: it has no signed "
+            "manifest and would run unverified",
+            where=where,
+            fix=f"install the runtime from its wheel and sign it (tt-meta sign --dist {first} "
+            f"--backend {backend}) in every environment of the server, or take it off "
+            "sys.path; on a development machine only, require_runtime_signatures = false in "
+            "[trust]")
