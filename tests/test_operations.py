@@ -13,6 +13,7 @@ import subprocess
 import sys
 import textwrap
 import time
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -220,3 +221,93 @@ def test_the_info_line_waits_for_vllms_logging_configuration(scene: Scene) -> No
     assert re.match(r"\(\S+ pid=\d+\) INFO \d\d-\d\d \d\d:\d\d:\d\d \[audit\.py:\d+\] "
                     r"tt_meta audit: pid=\d+ verdict=delegated backend=forge", lines[ours]), lines
     assert "first line after configuration" in lines[ours + 1], lines
+
+
+# -- A real `vllm serve` ---------------------------------------------------------------------
+
+EXPIRES_DAYS = 10  # inside the default warn_expiry_days (14): the server warns
+
+
+@pytest.fixture(scope="module")
+def signed_server_site(tmp_path_factory: pytest.TempPathFactory, sim_wheels: dict[str, Path]
+                       ) -> tuple[Path, Path, Path, str]:
+    """Forge and its runtime installed and signed by the operator with `tt-meta sign
+    --expires 10`; a tiny Forge model; the e2e policy trusting the key. (site, model, policy,
+    key id)"""
+    from operator_flow import tt_meta as operator
+    from sim import install
+    from tiny_model import make_tiny_model
+
+    root = tmp_path_factory.mktemp("ops-e2e")
+    site = install([sim_wheels[p] for p in ("sim-record", "vllm-tt", "pjrt-plugin-tt")],
+                   root / "site")
+    model = make_tiny_model(root / "models" / "forge-model", "LlamaForCausalLM")
+    keys = root / "keys"
+    keys.mkdir()
+    keyid = operator("keygen", "--out", str(keys / "release"), site=site).split()[2]
+    (keys / "release.key").rename(root / "release.key")  # the private key stays off the host
+    for dist in ("vllm-tt", "pjrt-plugin-tt"):  # into each .dist-info: always read
+        operator("sign", "--dist", dist, "--backend", "forge", "--key",
+                 str(root / "release.key"), "--expires", str(EXPIRES_DAYS), site=site)
+    policy = root / "policy.toml"
+    policy.write_text((Path(__file__).parent / "support" / "two_models_policy.toml").read_text()
+                      + f'\n[trust]\nkey_dirs = ["{keys}"]\nstate_dir = "{root / "state"}"\n'
+                      f'\n[trust.signers]\nforge = ["{keyid}"]\n')
+    return site, model, policy, keyid
+
+
+@pytest.mark.e2e
+def test_a_real_vllm_serve_shows_the_audit_line_and_the_metrics(
+        signed_server_site: tuple[Path, Path, Path, str], tmp_path: Path) -> None:
+    from server import complete, vllm_server
+
+    site, model, policy, keyid = signed_server_site
+    record = tmp_path / "record"
+    record.mkdir()
+    env = clean_env(PYTHONPATH=str(site), VLLM_PLUGINS="tt_meta", TT_META_POLICY=str(policy),
+                    TT_SIM_RECORD_DIR=str(record), VLLM_CPU_KVCACHE_SPACE="1")
+    log = tmp_path / "serve.log"
+    with vllm_server(model, env, log) as server:
+        complete(server.port, model)  # a served request, so the engine core has run
+        with urllib.request.urlopen(f"http://127.0.0.1:{server.port}/metrics",
+                                    timeout=30) as response:
+            metrics = response.read().decode()
+    output = log.read_text()
+    rule = "rule 2 (Forge models): model = '*/forge-model'"
+    ((info, value),) = sample(metrics, "tt_meta_backend_info")
+    assert value == 1 and info == {
+        "backend": "forge", "distribution": "vllm-tt", "version": "0.1.0",
+        "serial": info["serial"], "signers": keyid, "rule": rule}, info
+    assert int(info["serial"]) > 1_700_000_000, info  # tt-meta sign's default: the time
+    expiry = {labels["distribution"]: v for labels, v in
+              sample(metrics, "tt_meta_manifest_expiry_timestamp_seconds")}
+    assert set(expiry) == {"vllm-tt", "pjrt-plugin-tt"}, metrics
+    for when in expiry.values():  # signed moments before the server started
+        assert (EXPIRES_DAYS - 0.1) * DAY < when - time.time() <= EXPIRES_DAYS * DAY, expiry
+    counts = {labels["kind"]: v for labels, v in
+              sample(metrics, "tt_meta_activation_seconds_count")}
+    sums = {labels["kind"]: v for labels, v in sample(metrics, "tt_meta_activation_seconds_sum")}
+    # The front end, and its children: the engine core and its worker (at least).
+    assert counts["first"] == 1 and counts["child"] >= 2, metrics
+    assert 0 < sums["first"] < 30 and 0 < sums["child"] < 30 * counts["child"], metrics
+    # The audit lines, in vLLM 0.32's format: "(NAME pid=N) INFO MM-DD HH:MM:SS [FILE:N] ...".
+    lines = re.findall(r"^\((\S+) pid=(\d+)\) INFO \d\d-\d\d \d\d:\d\d:\d\d \[audit\.py:\d+\] "
+                       r"tt_meta audit: pid=\d+ verdict=(\w+) backend=forge distribution=vllm_tt "
+                       r"version=0\.1\.0 reason=(\"[^\"]*\") .*serial=(\d+) signers=(\S+) "
+                       r"runtimes=(\".*?\"|\S+) verified=(\S+) ms=([\d.]+)$", output, re.M)
+    front = [x for x in lines if int(x[1]) == server.pid]
+    assert [x[2] for x in front] == ["delegated"], output[-4000:]
+    assert json.loads(front[0][3]) == rule and front[0][4] == info["serial"], front
+    assert front[0][5] == keyid and front[0][7] == "files", front
+    assert abs(float(front[0][8]) / 1e3 - sums["first"]) <= 5e-6, (front, sums)
+    # Every audit line the server printed is in vLLM's format: the engine core's and its
+    # worker's too (each configures vLLM's logging). A child that never configures it (vLLM's
+    # model inspection subprocess) prints no INFO line, vLLM's own included, yet reports its
+    # activation to the metrics.
+    assert output.count("tt_meta audit: ") == len(lines), output[-4000:]
+    assert 2 <= len([x for x in lines if x[2] == "inherited"]) <= counts["child"], lines
+    # The expiry warning: once per manifest in use, from the front end only.
+    warned = re.findall(r"tt_meta: the manifest of (\S+) 0\.1\.0 expires in (\d+\.\d) days",
+                        output)
+    assert sorted(d.replace("-", "_") for d, _ in warned) == ["pjrt_plugin_tt", "vllm_tt"]
+    assert all(EXPIRES_DAYS - 0.1 <= float(days) <= EXPIRES_DAYS for _, days in warned)
