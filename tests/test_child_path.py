@@ -49,11 +49,18 @@ CHILD = textwrap.dedent(
 def test_a_child_imports_only_its_budget(scene: Scene) -> None:
     parent = scene.run()
     assert_delegated(parent, METAL)
+    # A child of a server whose front end serves tt_meta's metrics: it reports its activation
+    # time to the front end's file without metric code (activation/audit.py).
+    metrics_file = scene.root / "activations.txt"
+    metrics_file.write_text("")
     proc = subprocess.run(
         [sys.executable, "-c", CHILD], capture_output=True, text=True, timeout=120,
         env=clean_env(PYTHONPATH=str(scene.site), VLLM_PLUGINS="tt_meta",
-                      TT_META_POLICY=str(scene.policy), TT_META_DECISION=parent.decision))
+                      TT_META_POLICY=str(scene.policy), TT_META_DECISION=parent.decision,
+                      TT_META_METRICS_FILE=str(metrics_file)))
     assert proc.returncode == 0, proc.stderr[-3000:]
+    (reported,) = metrics_file.read_text().splitlines()
+    assert 0 < float(reported) < 30, reported
     (line,) = [x for x in proc.stdout.splitlines() if x.startswith("LOADED ")]
     loaded = json.loads(line[len("LOADED "):])
     ours = {m for m in loaded if m.split(".")[0] == "tt_meta_plugin"}
