@@ -265,6 +265,42 @@ def test_a_runtime_manifest_signed_with_the_cli(scene: Scene, tmp_path: Path) ->
     assert "signed ttnn 0.1.0 as backend 'metal''s runtime: 10 files" in proc.stdout, proc.stdout
 
 
+@pytest.mark.parametrize("kind", ["timestamp", "unchecked-hash"])
+def test_bytecode_that_is_not_its_sources_compile_is_not_signed(
+        scene: Scene, tmp_path: Path, kind: str) -> None:
+    """The guard runs signed bytecode when its header matches the source, as Python does:
+    so signing refuses bytecode compiled from other code, even with a header that matches
+    (here: the real header kept, or an unchecked-hash .pyc Python never compares)."""
+    import importlib.util
+    import marshal
+
+    init = scene.site / "ttnn" / "__init__.py"
+    pyc = Path(importlib.util.cache_from_source(str(init)))
+    other = compile("LIBRARIES = ['planted']\n", str(init), "exec", dont_inherit=True)
+    header = (pyc.read_bytes()[:16] if kind == "timestamp" else
+              importlib.util.MAGIC_NUMBER + (1).to_bytes(4, "little")
+              + importlib.util.source_hash(init.read_bytes()))
+    pyc.write_bytes(header + marshal.dumps(other))
+
+    def sign() -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "tt_meta_plugin.cli", "sign", "--dist", "ttnn", "--backend",
+             "metal", "--key", str(scene.keys / "release.key"), "--out",
+             str(tmp_path / "ttnn.manifest.json"), "--staging"],
+            env=clean_env(PYTHONPATH=str(scene.site)), capture_output=True, text=True,
+            timeout=60)
+
+    refused = sign()
+    assert refused.returncode == 1, refused.stdout + refused.stderr
+    assert (f"ttnn/__pycache__/{pyc.name} of ttnn 0.1.0 is not a compile of its source "
+            "__init__.py") in refused.stderr, refused.stderr
+    assert f"where: {pyc}" in refused.stderr and "Traceback" not in refused.stderr
+    import py_compile
+
+    py_compile.compile(str(init), cfile=str(pyc), doraise=True)
+    assert sign().returncode == 0
+
+
 def test_a_runtime_module_no_installed_distribution_provides_is_refused(
         scene: Scene, make_site: SiteMaker, tmp_path: Path) -> None:
     """ttnn importable from a directory on sys.path (a source tree, an image without

@@ -23,6 +23,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from .._errors import ConfigError
 from .._metadata import Distribution, dist_info_dir, install_root, is_editable, normalize
 from ..selection.catalog import Catalog
+from .bytecode import check_bytecode
 from .envelope import MANIFEST_TYPE, Envelope, Signature, pae
 from .hashing import sha256_files
 from .keys import key_id
@@ -85,6 +86,7 @@ def build_manifest(dist: Distribution, backend: str, serial: int, expires_days: 
     if not top_level_names(paths):
         raise ConfigError(f"{dist.name} has no importable files under {root}",
                           fix="sign the installed backend, not a metadata-only distribution")
+    check_bytecode(located, f"{dist.name} {dist.version}")
     hashes = sha256_files([located[p] for p in paths])
     requirement = None
     if backend in catalog.names():
