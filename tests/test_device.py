@@ -215,10 +215,13 @@ def test_a_failing_tt_smi_is_quoted(tmp_path: Path, tt_smi: TtSmi) -> None:
     assert detect_device(policy(tmp_path), tt_smi.env())[0] is None
 
 
-def test_a_hanging_tt_smi_is_stopped_with_what_it_started(tmp_path: Path,
-                                                          tt_smi: TtSmi) -> None:
+@pytest.mark.parametrize("end", ["wait", "exit 0"], ids=["hangs", "exits, its child hangs"])
+def test_a_hanging_tt_smi_is_stopped_with_what_it_started(tmp_path: Path, tt_smi: TtSmi,
+                                                          end: str) -> None:
+    """Stopped at the timeout, with every program of its session: also one it left behind
+    holding its output open after it exited."""
     pid_file = tmp_path / "sleep.pid"
-    tt_smi.script(f'sleep 60 &\necho $! > "{pid_file}"\nwait\n')
+    tt_smi.script(f'sleep 60 &\necho $! > "{pid_file}"\n{end}\n')
     started = time.monotonic()
     found, why = detect_device(policy(tmp_path, top="tt_smi_timeout = 0.5"), tt_smi.env())
     elapsed = time.monotonic() - started

@@ -136,9 +136,9 @@ def run_tt_smi(program: str, timeout: float, environ: Mapping[str, str]) -> byte
     try:
         out, err = _read_bounded(proc, time.monotonic() + timeout, command, timeout)
         code = proc.wait()
-    finally:
-        if proc.poll() is None:  # timed out, too much output, or interrupted
-            _kill(proc)
+    except BaseException:  # timed out, too much output, or interrupted
+        _kill(proc)
+        raise
     if code != 0:
         said = _last_line(out) or _last_line(err)  # tt-smi prints its errors on stdout
         raise Unknown(f"{command} exited with status {code}"
@@ -180,10 +180,14 @@ def _read_bounded(proc: subprocess.Popen[bytes], deadline: float, command: str,
 
 
 def _kill(proc: subprocess.Popen[bytes]) -> None:
-    """tt-smi and whatever it started (its own session): nothing is left holding a pipe."""
-    with contextlib.suppress(OSError):  # already gone
+    """tt-smi and whatever it started (its own session, which outlives tt-smi if a program
+    it started still holds a pipe): nothing is left running."""
+    with contextlib.suppress(OSError):  # all gone already
         os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
+    # Not waited for without bound: a program stuck in the driver (state D) dies only when
+    # it leaves it, and the server must not wait for that.
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        proc.wait(1)
     for pipe in (proc.stdout, proc.stderr):
         if pipe is not None:
             pipe.close()
