@@ -26,6 +26,7 @@ import contextlib
 import os
 import tempfile
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 from prometheus_client import REGISTRY, Gauge, Summary
 from prometheus_client.core import GaugeMetricFamily, SummaryMetricFamily
@@ -34,7 +35,9 @@ from prometheus_client.registry import Collector
 
 from .._metadata import normalize
 from .audit import ENV_METRICS_FILE
-from .operations import Report
+
+if TYPE_CHECKING:  # operations imports this module
+    from .operations import Report
 
 INFO = "tt_meta_backend_info"
 INFO_LABELS = ("backend", "distribution", "version", "serial", "signers", "rule")
@@ -48,8 +51,8 @@ MAX_CHILD_BYTES = 1 << 20  # ~70,000 children: more is not read
 
 def info_labels(report: Report) -> list[str]:
     h = report.handoff
-    return [h.backend, normalize(h.distribution), h.version, "" if h.serial is None else str(h.serial),
-            ",".join(h.signers or ()), h.reason]
+    return [h.backend, normalize(h.distribution), h.version,
+            "" if h.serial is None else str(h.serial), ",".join(h.signers or ()), h.reason]
 
 
 def expiries(report: Report) -> list[tuple[str, int]]:
