@@ -16,6 +16,7 @@ backend is the other one). On these versions the platform is resolved while Pyth
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -115,3 +116,7 @@ def test_pinned_vllm_delegates_in_every_process(world: tuple[Pin, Path, dict[str
     assert {a["backend"] for a in audit} == {pin.backend}, audit
     assert {e["dist"] for e in events} == {pin.dist}, events
     assert {e["pid"] for e in events} == set(by_pid), (events, audit)
+    # The front end's audit line, in vLLM's own output and format (these versions configure
+    # vLLM's logging when vllm.logger is imported, before the platform plugins run).
+    assert re.search(rf"^INFO \d\d-\d\d \d\d:\d\d:\d\d \[\S*audit\.py:\d+\] tt_meta audit: "
+                     rf"pid={pid} verdict=delegated backend={pin.backend} ", log, re.M), log[-3000:]
