@@ -66,6 +66,8 @@ def _defer(level: int, message: str, args: tuple[object, ...]) -> None:
             return
         _waiting = True
     logging.setLogRecordFactory(_FlushWhenConfigured(logging.getLogRecordFactory()))
+    # A process forked before the flush must not log this process's lines as its own.
+    os.register_at_fork(after_in_child=_pending.clear)
 
 
 class _FlushWhenConfigured:
