@@ -223,6 +223,8 @@ def test_the_info_line_waits_for_vllms_logging_configuration(scene: Scene) -> No
         """
         import json, logging, os, sys
         sys.argv = json.loads(os.environ.pop("TEST_ARGV"))
+        if os.environ.get("VLLM_CONFIGURE_LOGGING") == "0":  # the application's own logging
+            logging.basicConfig(level=logging.INFO, stream=sys.stdout, format="APP %(message)s")
         import vllm.logger  # vLLM 0.32: imported, logging not configured yet
         from tt_meta_plugin import vllm_entry
         vllm_entry.platform_plugin(); vllm_entry.general_plugin()
@@ -245,6 +247,17 @@ def test_the_info_line_waits_for_vllms_logging_configuration(scene: Scene) -> No
     assert re.match(r"\(\S+ pid=\d+\) INFO \d\d-\d\d \d\d:\d\d:\d\d \[audit\.py:\d+\] "
                     r"tt_meta audit: pid=\d+ verdict=delegated backend=forge", lines[ours]), lines
     assert "first line after configuration" in lines[ours + 1], lines
+    # With VLLM_CONFIGURE_LOGGING=0, the application's logging has it, at once.
+    proc = subprocess.run(
+        [sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        text=True, timeout=180,
+        env=clean_env(PYTHONPATH=str(scene.site), VLLM_PLUGINS="tt_meta",
+                      TT_META_POLICY=str(scene.policy), TEST_ARGV=json.dumps(FORGE_MODEL),
+                      VLLM_CONFIGURE_LOGGING="0"))
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    before, _, after = proc.stdout.partition("CONFIGURING")
+    assert re.search(r"^APP tt_meta audit: pid=\d+ verdict=delegated", before, re.M), before
+    assert "tt_meta audit" not in after and "Logging error" not in proc.stdout, after
 
 
 # -- A real `vllm serve` ---------------------------------------------------------------------
