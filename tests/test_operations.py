@@ -348,3 +348,19 @@ def test_a_real_vllm_serve_shows_the_audit_line_and_the_metrics(
                         output)
     assert sorted(d.replace("-", "_") for d, _ in warned) == ["pjrt_plugin_tt", "vllm_tt"]
     assert all(EXPIRES_DAYS - 0.1 <= float(days) <= EXPIRES_DAYS for _, days in warned)
+
+
+def test_a_child_reports_only_to_a_private_file_of_its_user(scene: Scene) -> None:
+    parent = scene.run(argv=FORGE_MODEL)
+    assert parent.returncode == 0, parent.stderr[-3000:]
+    report = scene.root / "activations.txt"
+    report.write_text("")
+    for mode, reported in ((0o600, 1), (0o644, 0)):
+        report.chmod(mode)
+        child = scene.run(None, ["/venv/bin/worker.py"], TT_META_DECISION=parent.decision,
+                          TT_META_METRICS_FILE=str(report))
+        assert child.returncode == 0, child.stderr[-3000:]
+        lines = report.read_text().splitlines()
+        assert len(lines) == 1 and 0 < float(lines[0]) < 30, (mode, lines)  # the 0600 one
+        refused = "not reporting this process's activation time" in child.stderr
+        assert refused == (not reported), (mode, child.stderr[-2000:])

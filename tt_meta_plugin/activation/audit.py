@@ -73,6 +73,14 @@ def _report_child(path: str, ms: Any) -> None:
     try:
         fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_NOFOLLOW | os.O_NONBLOCK)
         try:
+            # Only the file its front end made (mode 0600, this user's): the variable must
+            # not make a process append to a file of someone else's choice.
+            info = os.fstat(fd)
+            if (not stat.S_ISREG(info.st_mode) or info.st_uid != os.geteuid()
+                    or info.st_mode & 0o077):
+                log(logging.WARNING, "tt_meta: not reporting this process's activation time "
+                    "to %s (%s): it is not a private file of this user", path, ENV_METRICS_FILE)
+                return
             os.write(fd, f"{float(ms) / 1e3:.6f}\n".encode())
         finally:
             os.close(fd)
