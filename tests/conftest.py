@@ -115,6 +115,33 @@ VLLM_ARGV0 = str(Path(sys.executable).with_name("vllm"))
 BUILTIN_POLICY = DEFAULT_POLICY  # named explicitly: a machine may have /etc/tt-meta/policy.toml
 
 
+# Tenstorrent's release_model_spec.json of the release the built-in policy is generated from.
+# It is tt-inference-server's file, not ours, so it is not in this repository: the tests that
+# need it (the built-in policy is exactly its generated rules; its matrix is Tenstorrent's
+# choice) read it from MODEL_SPEC_FILE or beside the checkout, in ../shared/reference/, and
+# skip, saying so, where neither has it. Its SHA-256 must be the one the policy names.
+MODEL_SPEC_FILE = "MODEL_SPEC_FILE"
+SHARED_SPEC = Path(__file__).resolve().parents[2] / "shared" / "reference" / \
+    "release_model_spec-0.20.0.json"
+
+
+@pytest.fixture(scope="session")
+def real_spec() -> Path:
+    import hashlib
+    import re
+
+    path = Path(os.environ.get(MODEL_SPEC_FILE) or SHARED_SPEC)
+    if not path.is_file():
+        pytest.skip(f"Tenstorrent's release_model_spec.json (release 0.20.0) is not at {path}: "
+                    f"set {MODEL_SPEC_FILE} to a copy (tt-inference-server's repository root)")
+    named = re.search(r"^# The spec file's SHA-256: ([0-9a-f]{64})$",
+                      BUILTIN_POLICY.read_text(encoding="utf-8"), re.M)
+    assert named, f"{BUILTIN_POLICY} names no spec SHA-256"
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    assert digest == named.group(1), f"{path} is not the release the built-in policy names"
+    return path
+
+
 @pytest.fixture(scope="session")
 def sim_wheels(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     return build_all(tmp_path_factory.mktemp("wheels"))

@@ -246,11 +246,11 @@ def test_from_model_spec(policy_file: PolicyFile, tmp_path: Path) -> None:
     assert cell(data, "zeta/unknown", "n150")["refusal"]["code"] == "selection"
 
 
-def test_the_builtin_policy_over_its_spec_is_tenstorrents_choice() -> None:
+def test_the_builtin_policy_over_its_spec_is_tenstorrents_choice(real_spec: Path) -> None:
     """The built-in policy is generated from release_model_spec 0.20.0: its matrix over that
     spec's models and devices sends each pair where Tenstorrent's own selection runs it in
     vLLM to that backend, and refuses every other pair (outside vLLM, no default, no spec)."""
-    spec_file = Path(__file__).parent / "data" / "release_model_spec-0.20.0.json"
+    spec_file = real_spec
     spec = load_model_spec(spec_file)
     data = matrix_json(BUILTIN_POLICY, "--from-model-spec", str(spec_file))
     assert data["models"] == list(spec.models)

@@ -10,8 +10,10 @@ model; the built-in default policy is checked to be what the command makes of re
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -40,8 +42,7 @@ from tt_meta_plugin.selection.policy import Facts, parse_policy
 
 ROOT = Path(__file__).resolve().parents[1]
 TT_META = shutil.which("tt-meta", path=os.path.dirname(sys.executable)) or "tt-meta"
-REAL_SPEC = ROOT / "tests" / "data" / "release_model_spec-0.20.0.json"
-REAL_SPEC_RELATIVE = "tests/data/release_model_spec-0.20.0.json"
+REAL_SPEC_RELATIVE = "release_model_spec.json"  # at a checkout's root, as the header says
 DEFAULT_POLICY_RELATIVE = "tt_meta_plugin/default_policy.toml"
 
 HEADER = 'version = 1\nallowed_backends = ["metal", "forge"]\n'
@@ -137,8 +138,8 @@ def test_load_model_spec_interface(spec_file: Path) -> None:
         "metal")
 
 
-def test_the_real_release_reads() -> None:
-    spec = load_model_spec(REAL_SPEC)
+def test_the_real_release_reads(real_spec: Path) -> None:
+    spec = load_model_spec(real_spec)
     assert (spec.release, spec.schema, len(spec.models)) == ("0.20.0", "0.1.0", 69)
     assert {"n150", "n300", "t3k", "galaxy", "galaxy_t3k", "p150", "p150x4", "p150x8",
             "p300", "p300x2"} <= set(spec.devices)
@@ -229,7 +230,10 @@ def test_generated_rules(spec_file: Path) -> None:
     shuffled = write_spec(spec_file.with_name("shuffled.json"),
                           make_spec(list(reversed(ENTRIES))))
     again = tt_meta("policy", "from-model-spec", str(shuffled))
-    assert again.stdout == text.replace(str(spec_file), str(shuffled))
+    sha = re.compile(r"^# The spec file's SHA-256: [0-9a-f]{64}$", re.M)
+    assert sha.search(text) and f"SHA-256: {hashlib.sha256(spec_file.read_bytes()).hexdigest()}" \
+        in text
+    assert sha.sub("", again.stdout) == sha.sub("", text.replace(str(spec_file), str(shuffled)))
 
 
 def test_glob_characters_in_a_model_name_match_that_name_only(spec_file: Path) -> None:
@@ -478,7 +482,7 @@ def test_generated_rules_decide_through_explain(
         assert backend is None and f"model '{model}' matches no rule" in summary, summary
 
 
-def test_default_policy_is_the_generated_release(tmp_path: Path) -> None:
+def test_default_policy_is_the_generated_release(tmp_path: Path, real_spec: Path) -> None:
     """The built-in policy's rules are what the command it names writes from release 0.20.0:
     the command is run as the header says, in a copy of the checkout's layout."""
     text = DEFAULT_POLICY.read_text(encoding="utf-8")
@@ -487,9 +491,8 @@ def test_default_policy_is_the_generated_release(tmp_path: Path) -> None:
     assert f"#   {command}\n" in text
     assert text.count(f"#   {command}\n") == 2  # in the header, and in the generated part
     assert "release_model_spec.json, release 0.20.0" in text
-    (tmp_path / "tests" / "data").mkdir(parents=True)
     (tmp_path / "tt_meta_plugin").mkdir()
-    shutil.copy(REAL_SPEC, tmp_path / REAL_SPEC_RELATIVE)
+    shutil.copy(real_spec, tmp_path / REAL_SPEC_RELATIVE)
     shutil.copy(DEFAULT_POLICY, tmp_path / DEFAULT_POLICY_RELATIVE)
     proc = tt_meta(*command.split()[1:], cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr

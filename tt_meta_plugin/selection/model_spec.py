@@ -21,6 +21,7 @@ no vLLM, only the standard library, fast to import (`tt-meta explain --matrix` u
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from collections.abc import Callable, Iterable
@@ -74,6 +75,7 @@ class ModelSpec(NamedTuple):
     models: tuple[str, ...]  # hf_model_repo keys, sorted
     devices: tuple[str, ...]  # lower-case device names present, sorted
     candidates: tuple[Candidate, ...]  # every model spec, in file order
+    sha256: str = ""  # of the file's bytes: generated rules name exactly what they came from
 
 
 # What Tenstorrent's selection means for tt_meta, per (model, device): Choice.kind.
@@ -164,6 +166,7 @@ def parse_model_spec(raw: bytes, source: str) -> ModelSpec:
         models=tuple(sorted({c.model for c in candidates})),
         devices=tuple(sorted({c.device for c in candidates})),
         candidates=tuple(candidates),
+        sha256=hashlib.sha256(raw).hexdigest(),
     )
 
 
@@ -409,6 +412,7 @@ def _header(spec: ModelSpec, kept: frozenset[str], command: str | None, rules: i
     lines = [
         f"{GENERATED_MARK} from Tenstorrent's release_model_spec.json,",
         f"# release {spec.release} (schema {spec.schema}); statuses kept: {kept_text}.",
+        f"# The spec file's SHA-256: {spec.sha256}",
     ]
     if command:
         lines.append(f"#   {_comment(command)}")
