@@ -53,6 +53,7 @@ def test_a_child_imports_only_its_budget(scene: Scene) -> None:
     # time to the front end's file without metric code (activation/audit.py).
     metrics_file = scene.root / "activations.txt"
     metrics_file.write_text("")
+    metrics_file.chmod(0o600)  # as its front end makes it
     proc = subprocess.run(
         [sys.executable, "-c", CHILD], capture_output=True, text=True, timeout=120,
         env=clean_env(PYTHONPATH=str(scene.site), VLLM_PLUGINS="tt_meta",
