@@ -223,6 +223,18 @@ def test_a_waived_runtime_runs_with_a_warning_in_every_process(scene: Scene) -> 
     assert [a["runtimes"] for a in audit(scene)] == [[], []]
 
 
+def test_a_runtime_runs_when_the_policy_waives_all_signatures(scene: Scene) -> None:
+    """require_signatures = false verifies nothing, so it forbids no runtime either: the
+    installed ttnn imports (with the waiver's WARNING), in the first process and a child."""
+    policy = scene.policy_with(top="require_signatures = false\n")
+    parent = scene.run(policy)
+    assert_delegated(parent, METAL)
+    assert_delegated(scene.child(parent.decision, policy), METAL, inherited=True)
+    for result in (parent, scene.child(parent.decision, policy)):
+        assert "WITHOUT verifying it" in result.stderr
+        assert "refused to import" not in result.stderr, result.stderr[-2000:]
+
+
 def test_tt_meta_verify_reports_runtimes(scene: Scene) -> None:
     def verify(policy: Path) -> subprocess.CompletedProcess[str]:
         return subprocess.run([sys.executable, "-m", "tt_meta_plugin.cli", "verify"],

@@ -146,10 +146,11 @@ def establish_backend(trusted: TrustedSet, policy: Policy, backend: Backend,
                 backend.name, ", ".join(f"{d.name} {d.version}" for d in runtimes))
         trusted.establish(backend.name, dist)
         return
-    if policy.trust.require_signatures:
+    if policy.trust.require_signatures:  # before anything is verified or recorded
         check_unregistered_runtime(backend, runtimes)
     trusted.establish_together(backend.name, [(dist, PLUGIN), *((r, RUNTIME) for r in runtimes)])
-    trusted.forbid_unverified_runtime(backend.name, backend.runtime_modules)
+    if policy.trust.require_signatures:  # under the waiver nothing is verified, nor forbidden
+        trusted.forbid_unverified_runtime(backend.name, backend.runtime_modules)
 
 
 def check_unregistered_runtime(backend: Backend, runtimes: list[Distribution]) -> None:
