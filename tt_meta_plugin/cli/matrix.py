@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from .._errors import ConfigError, TTMetaError, where
+from .._files import read_text
 from ..activation.first_process import load_checked_policy
 from ..activation.recorded_decision import ENV_DECISION
 from ..selection.decide import decide, gather_facts
@@ -111,21 +112,10 @@ def policy_devices(policy: Policy) -> list[str]:
 
 def read_models_file(path: Path) -> list[str]:
     """One model per line; blank lines and lines starting with '#' are skipped."""
-    try:
-        with open(path, "rb") as handle:
-            raw = handle.read(MAX_MODELS_BYTES + 1)
-    except OSError as exc:
-        raise ConfigError(f"cannot read the models file: {exc.strerror}", where=where(path),
-                          fix="pass a readable text file with one model per line to --models"
-                          ) from None
-    if len(raw) > MAX_MODELS_BYTES:
-        raise ConfigError("the models file is larger than 1 MiB", where=where(path),
-                          fix="list fewer models, one per line")
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError:
-        raise ConfigError("the models file is not UTF-8 text", where=where(path),
-                          fix="save it as UTF-8, one model per line") from None
+    text = read_text(path, MAX_MODELS_BYTES, "models file",
+                     fix="pass a readable text file with one model per line to --models",
+                     large_fix="list fewer models, one per line",
+                     utf8_fix="save it as UTF-8, one model per line")
     models = []
     for number, line in enumerate(text.splitlines(), start=1):
         name = line.strip()

@@ -16,6 +16,7 @@ import tempfile
 from pathlib import Path
 
 from .._errors import ConfigError, InternalError, where
+from .._files import read_text
 from ..selection.inputs import MAX_POLICY_BYTES
 from ..selection.model_spec import (
     GENERATED_MARK,
@@ -73,22 +74,10 @@ def _command(args: argparse.Namespace, statuses: list[str]) -> list[str]:
 def _updated(path: Path, rules: str) -> bytes:
     """The policy at `path` with its generated rules (from GENERATED_MARK to the end)
     replaced by `rules`, or `rules` appended; checked by the policy parser."""
-    try:
-        with open(path, "rb") as handle:
-            raw = handle.read(MAX_POLICY_BYTES + 1)
-    except OSError as exc:
-        raise ConfigError(f"cannot read the policy to update: {exc.strerror}",
-                          where=where(path),
-                          fix="name an existing policy file, or write the rules to a new file "
-                              "with --out") from None
-    if len(raw) > MAX_POLICY_BYTES:
-        raise ConfigError("the policy file is larger than 1 MiB", where=where(path),
-                          fix="shorten it")
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError:
-        raise ConfigError("the policy is not UTF-8", where=where(path),
-                          fix="save it as UTF-8") from None
+    text = read_text(path, MAX_POLICY_BYTES, "policy to update",
+                     fix="name an existing policy file, or write the rules to a new file "
+                         "with --out",
+                     large_fix="shorten it", utf8_fix="save it as UTF-8")
     lines = text.splitlines(keepends=True)
     mark = next((i for i, line in enumerate(lines) if line.startswith(GENERATED_MARK)),
                 len(lines))

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from .._errors import ConfigError, where
+from .._files import read_bounded
 
 # The schema versions of release_model_spec.json read here (tt-inference-server's
 # MODEL_SPECS_SCHEMA_VERSION).
@@ -114,13 +115,8 @@ def load_model_spec(path: Path) -> ModelSpec:
     """Read and validate a release_model_spec.json; every problem is a ConfigError naming the
     file, the JSON path of the field and the fix."""
     source = str(path)
-    try:
-        with open(path, "rb") as handle:
-            raw = handle.read(MAX_SPEC_BYTES + 1)
-    except OSError as exc:
-        raise ConfigError(f"cannot read the model spec file: {exc.strerror}",
-                          where=where(source),
-                          fix="name a readable release_model_spec.json") from None
+    raw = read_bounded(path, MAX_SPEC_BYTES, "model spec file",
+                       fix="name a readable release_model_spec.json", large_fix=_FIX_EXPORT)
     return parse_model_spec(raw, source)
 
 
