@@ -228,25 +228,33 @@ def test_the_info_line_waits_for_vllms_logging_configuration(scene: Scene) -> No
         import vllm.logger  # vLLM 0.32: imported, logging not configured yet
         from tt_meta_plugin import vllm_entry
         vllm_entry.platform_plugin(); vllm_entry.general_plugin()
+        if os.environ.get("TEST_WARN"):  # a WARNING before configuration: a handler of its own
+            from tt_meta_plugin._log import log
+            log(logging.WARNING, "tt_meta: a warning before vLLM configured logging")
         print("CONFIGURING", flush=True)
         from vllm.config.logging import LoggingConfig
         vllm.logger.configure_logging(LoggingConfig())
         vllm.logger.init_logger("vllm.test").info("first line after configuration")
         """)
-    proc = subprocess.run(  # vLLM logs to stdout (VLLM_LOGGING_STREAM), warnings to stderr
-        [sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-        text=True, timeout=180,
-        env=clean_env(PYTHONPATH=str(scene.site), VLLM_PLUGINS="tt_meta",
-                      TT_META_POLICY=str(scene.policy), TEST_ARGV=json.dumps(FORGE_MODEL)))
-    assert proc.returncode == 0, proc.stdout[-3000:]
-    before, _, after = proc.stdout.partition("CONFIGURING")
-    assert "tt_meta audit:" not in before, before
-    lines = after.splitlines()
-    (ours,) = [i for i, x in enumerate(lines) if "tt_meta audit: " in x]
-    # vLLM 0.32's format: "(PROCESS pid=N) INFO MM-DD HH:MM:SS [file.py:N] message"
-    assert re.match(r"\(\S+ pid=\d+\) INFO \d\d-\d\d \d\d:\d\d:\d\d \[audit\.py:\d+\] "
-                    r"tt_meta audit: pid=\d+ verdict=delegated backend=forge", lines[ours]), lines
-    assert "first line after configuration" in lines[ours + 1], lines
+    # vLLM logs to stdout (VLLM_LOGGING_STREAM), warnings to stderr
+    for warn in ("", "1"):  # the line is kept, also when a WARNING was logged before
+        proc = subprocess.run(
+            [sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+            text=True, timeout=180,
+            env=clean_env(PYTHONPATH=str(scene.site), VLLM_PLUGINS="tt_meta",
+                          TT_META_POLICY=str(scene.policy), TEST_ARGV=json.dumps(FORGE_MODEL),
+                          TEST_WARN=warn))
+        assert proc.returncode == 0, proc.stdout[-3000:]
+        before, _, after = proc.stdout.partition("CONFIGURING")
+        assert "tt_meta audit:" not in before, before
+        assert ("a warning before vLLM configured logging" in before) == bool(warn), before
+        lines = after.splitlines()
+        (ours,) = [i for i, x in enumerate(lines) if "tt_meta audit: " in x]
+        # vLLM 0.32's format: "(PROCESS pid=N) INFO MM-DD HH:MM:SS [file.py:N] message"
+        assert re.match(r"\(\S+ pid=\d+\) INFO \d\d-\d\d \d\d:\d\d:\d\d \[audit\.py:\d+\] "
+                        r"tt_meta audit: pid=\d+ verdict=delegated backend=forge",
+                        lines[ours]), lines
+        assert "first line after configuration" in lines[ours + 1], lines
     # With VLLM_CONFIGURE_LOGGING=0, the application's logging has it, at once.
     proc = subprocess.run(
         [sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,

@@ -32,6 +32,9 @@ _FALLBACK = logging.Formatter("%(levelname)s %(asctime)s [tt_meta] %(message)s",
 _pending: list[tuple[int, str, tuple[object, ...], str, int, str]] = []
 _pending_lock = threading.Lock()
 _waiting = False  # our record factory is installed
+# The stderr handler a WARNING or ERROR gets before vLLM configured logging: while it is
+# attached, a handler is reachable, but it is not vLLM's: the pending lines keep waiting.
+_temporary: logging.Handler | None = None
 
 
 def log(level: int, message: str, *args: object) -> None:
@@ -41,13 +44,16 @@ def log(level: int, message: str, *args: object) -> None:
     if logger.hasHandlers() or level < logging.WARNING:
         logger.log(level, message, *args, stacklevel=2)  # the line names log()'s caller
         return
+    global _temporary
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(_FALLBACK)
+    _temporary = handler
     logger.addHandler(handler)
     try:
         logger.log(level, message, *args, stacklevel=2)
     finally:
         logger.removeHandler(handler)
+        _temporary = None
 
 
 def _vllm_configures_later() -> bool:
@@ -81,7 +87,7 @@ class _FlushWhenConfigured:
         self.previous = previous
 
     def __call__(self, *args: Any, **kwargs: Any) -> logging.LogRecord:
-        if _pending and logger.hasHandlers():
+        if _pending and _temporary is None and logger.hasHandlers():
             flush()
         return self.previous(*args, **kwargs)
 
