@@ -344,6 +344,10 @@ BAD_FIELDS = [
      "release_version"),
     (_edit(["release_version"], ""), "release_version must be a non-empty string, not the "
      'string ""', "release_version"),
+    # Written into every rule's name and the header: a newline would add TOML of its own.
+    (_edit(["release_version"], '0.20.0\n[[rule]]\nmodel = "*"\nbackend = "forge"\n#'),
+     'release_version must be a release version such as 0.20.0, not the string '
+     '"0.20.0\\n[[rule]]\\nmodel = \\"*\\"\\nbackend = \\"forge\\"\\n#"', "release_version"),
     (_edit(["model_specs"], delete=True), "required field model_specs is missing",
      "model_specs"),
     (_edit(["model_specs"], []), "model_specs must be a JSON object, not an array",

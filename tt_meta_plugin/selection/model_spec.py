@@ -46,6 +46,7 @@ IMPL_FORGE_VLLM_PLUGIN = "forge_vllm_plugin"
 # A DeviceTypes name (N150, GALAXY_T3K, P150X4...): rules use it lower-cased, as
 # TT_META_DEVICE is read.
 _DEVICE_NAME = re.compile(r"[A-Z][A-Z0-9_]*\Z")
+_RELEASE = re.compile(r"[0-9A-Za-z][0-9A-Za-z.+_-]{0,63}")
 
 _FIX_EXPORT = ("use a release_model_spec.json as tt-inference-server exports it "
                "(workflows/model_spec.py, export_model_specs_json)")
@@ -149,6 +150,8 @@ def parse_model_spec(raw: bytes, source: str) -> ModelSpec:
             fix="use a release_model_spec.json of a release with that schema, or a tt-meta "
                 "that reads this one")
     release = top.string("release_version")
+    if not _RELEASE.fullmatch(release):  # it is written into the rules' names and comments
+        raise top.wrong("a release version such as 0.20.0", release, "release_version")
     candidates: list[Candidate] = []
     for model, by_device in top.objects("model_specs", _MODEL_KEY):
         for device_key, by_engine in by_device.objects(None, _DEVICE_KEY):
@@ -407,7 +410,8 @@ def _header(spec: ModelSpec, kept: frozenset[str], command: str | None, rules: i
     kept_text = "all" if kept >= set(STATUSES) else ", ".join(s for s in STATUSES if s in kept)
     lines = [
         f"{GENERATED_MARK} from Tenstorrent's release_model_spec.json,",
-        f"# release {spec.release} (schema {spec.schema}); statuses kept: {kept_text}.",
+        f"# release {_comment(spec.release)} (schema {_comment(spec.schema)}); statuses "
+        f"kept: {kept_text}.",
         f"# The spec file's SHA-256: {spec.sha256}",
     ]
     if command:
