@@ -27,6 +27,7 @@ from conftest import SiteMaker, clean_env, install
 from tt_meta_plugin._errors import ConfigError
 from tt_meta_plugin.selection.inputs import DEFAULT_POLICY
 from tt_meta_plugin.selection.model_spec import (
+    END_MARK,
     GENERATED_MARK,
     IN_VLLM,
     MAX_SPEC_BYTES,
@@ -298,6 +299,19 @@ def test_out_and_update(spec_file: Path, tmp_path: Path) -> None:
     text = policy.read_text()
     assert text.startswith(mine + "\n" + GENERATED_MARK) and text.count(GENERATED_MARK) == 1
     assert "statuses kept: COMPLETE." in text
+    # What the operator put after the generated rules is kept too.
+    policy.write_text(text + '\n[[rule]]\nname = "after"\nmodel = "*"\nbackend = "metal"\n')
+    assert tt_meta("policy", "from-model-spec", str(spec_file), "--update",
+                   str(policy)).returncode == 0
+    again = policy.read_text()
+    assert again.startswith(mine + "\n" + GENERATED_MARK) and again.count(GENERATED_MARK) == 1
+    assert again.endswith(f'{END_MARK}\n\n[[rule]]\nname = "after"\nmodel = "*"\n'
+                          'backend = "metal"\n'), again[-300:]
+    # Without the end mark, what follows the generated rules cannot be told from them.
+    policy.write_text(again.replace(END_MARK + "\n", ""))
+    cut = tt_meta("policy", "from-model-spec", str(spec_file), "--update", str(policy))
+    assert cut.returncode == 1 and "not the line that ends them" in cut.stderr, cut.stderr
+    assert policy.read_text() == again.replace(END_MARK + "\n", "")  # left alone
     # A policy the result would not parse is left alone, and the error names it.
     broken = tmp_path / "broken.toml"
     broken.write_text("version = 1\nallowed_backends = []\n")

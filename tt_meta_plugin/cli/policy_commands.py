@@ -19,6 +19,7 @@ from .._errors import ConfigError, InternalError, where
 from .._files import read_text
 from ..selection.inputs import MAX_POLICY_BYTES
 from ..selection.model_spec import (
+    END_MARK,
     GENERATED_MARK,
     STATUSES,
     Generated,
@@ -72,17 +73,29 @@ def _command(args: argparse.Namespace, statuses: list[str]) -> list[str]:
 
 
 def _updated(path: Path, rules: str) -> bytes:
-    """The policy at `path` with its generated rules (from GENERATED_MARK to the end)
-    replaced by `rules`, or `rules` appended; checked by the policy parser."""
+    """The policy at `path` with its generated rules (from GENERATED_MARK to END_MARK)
+    replaced by `rules`, or `rules` appended; what is before and after them is kept, and the
+    result is checked by the policy parser."""
     text = read_text(path, MAX_POLICY_BYTES, "policy to update",
                      fix="name an existing policy file, or write the rules to a new file "
                          "with --out",
                      large_fix="shorten it", utf8_fix="save it as UTF-8")
     lines = text.splitlines(keepends=True)
-    mark = next((i for i, line in enumerate(lines) if line.startswith(GENERATED_MARK)),
-                len(lines))
-    kept = "".join(lines[:mark]).rstrip()
-    new = ((kept + "\n\n") if kept else "") + rules
+    start = next((i for i, line in enumerate(lines) if line.startswith(GENERATED_MARK)), None)
+    if start is None:
+        before, after = text.rstrip(), ""
+    else:
+        end = next((i for i in range(start, len(lines)) if lines[i].startswith(END_MARK)),
+                   None)
+        if end is None:
+            raise ConfigError(
+                "the policy has generated rules but not the line that ends them, so what "
+                "follows them cannot be told from them",
+                where=where(path),
+                fix=f"add the line '{END_MARK}' after the last generated rule (what follows "
+                    "it is kept), then run the command again")
+        before, after = "".join(lines[:start]).rstrip(), "".join(lines[end + 1:]).strip()
+    new = ((before + "\n\n") if before else "") + rules + (("\n" + after + "\n") if after else "")
     # The policy as it will be: an error names the file (the part kept is the operator's).
     parse_policy(new.encode(), str(path))
     return new.encode()
