@@ -51,7 +51,7 @@ def test_a_child_imports_only_its_budget(scene: Scene) -> None:
     assert_delegated(parent, METAL)
     # A child of a server whose front end serves tt_meta's metrics: it reports its activation
     # time to the front end's file without metric code (activation/audit.py).
-    metrics_file = scene.root / "activations.txt"
+    metrics_file = scene.root / "tt-meta-activations-test.txt"
     metrics_file.write_text("")
     metrics_file.chmod(0o600)  # as its front end makes it
     proc = subprocess.run(

@@ -24,7 +24,7 @@ from conftest import METAL, Scene, assert_delegated, clean_env
 
 from tt_meta_plugin._errors import ConfigError
 from tt_meta_plugin.selection import device_cache
-from tt_meta_plugin.selection.device import BOARDS_TO_DEVICE, detect_device
+from tt_meta_plugin.selection.device import BOARDS_TO_DEVICE, detect_device, tt_smi_environment
 from tt_meta_plugin.selection.policy import Policy, parse_policy
 
 FORGE = "vllm-tt"
@@ -578,3 +578,13 @@ def test_explain_and_doctor_say_why_the_device_is_unknown(scene: Scene) -> None:
     doctor = tt_meta(scene, "doctor", TT_META_POLICY=policy).stdout
     assert ("[warn] device: unknown (TT_META_DEVICE is not set, and tt-smi is not on PATH): "
             "rules naming a device do not match") in doctor, doctor
+
+
+def test_tt_smi_runs_without_python_variables_or_relative_path_entries() -> None:
+    """tt-smi is a Python program whose answer picks rules: what would change the code it
+    runs (PYTHONPATH, PYTHONSTARTUP, a relative PATH entry for its interpreter) is not
+    passed on."""
+    env = tt_smi_environment({"PATH": f".{os.pathsep}/usr/bin{os.pathsep}{os.pathsep}rel",
+                              "PYTHONPATH": "/tmp/evil", "PYTHONSTARTUP": "/tmp/evil.py",
+                              "PYTHONHOME": "/tmp", "HOME": "/root", "TT_VISIBLE_DEVICES": "0"})
+    assert env == {"PATH": "/usr/bin", "HOME": "/root", "TT_VISIBLE_DEVICES": "0"}

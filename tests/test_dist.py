@@ -199,3 +199,13 @@ def test_the_version_is_read_only_when_asked() -> None:
     before, eager, version, metadata = json.loads(proc.stdout)
     assert "tt_meta_plugin._metadata" not in before and not eager, before
     assert version == metadata == VERSION
+
+
+def test_no_version_when_not_installed(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A source tree on sys.path, not installed: `__version__` is absent (an AttributeError,
+    so hasattr and getattr with a default work), not a PackageNotFoundError."""
+    import tt_meta_plugin
+
+    monkeypatch.setattr(tt_meta_plugin, "_DISTRIBUTION", "tt-meta-plugin-not-installed")
+    assert not hasattr(tt_meta_plugin, "__version__")
+    assert getattr(tt_meta_plugin, "__version__", "unknown") == "unknown"

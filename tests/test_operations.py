@@ -361,7 +361,15 @@ def test_a_real_vllm_serve_shows_the_audit_line_and_the_metrics(
 def test_a_child_reports_only_to_a_private_file_of_its_user(scene: Scene) -> None:
     parent = scene.run(argv=FORGE_MODEL)
     assert parent.returncode == 0, parent.stderr[-3000:]
-    report = scene.root / "activations.txt"
+    # Another private file of the user (a seal, a record): never appended to.
+    other = scene.root / "private.json"
+    other.write_text("{}")
+    other.chmod(0o600)
+    child = scene.run(None, ["/venv/bin/worker.py"], TT_META_DECISION=parent.decision,
+                      TT_META_METRICS_FILE=str(other))
+    assert child.returncode == 0, child.stderr[-3000:]
+    assert other.read_text() == "{}" and "not a metrics file tt_meta made" in child.stderr
+    report = scene.root / "tt-meta-activations-test.txt"
     report.write_text("")
     for mode, reported in ((0o600, 1), (0o644, 0)):
         report.chmod(mode)

@@ -372,6 +372,41 @@ LATE_RUNTIME = textwrap.dedent(
 )
 
 
+FINDER_RUNTIME = textwrap.dedent(
+    """
+    import importlib.util, os, sys
+    sys.argv = ["/venv/bin/vllm", "serve", "metal-org/llama"]
+    from tt_meta_plugin import vllm_entry
+    vllm_entry.platform_plugin()
+
+    class Finder:  # an editable install's finder, or any a program adds: not the path one
+        def find_spec(self, name, path=None, target=None):
+            if name == "ttnn":
+                return importlib.util.spec_from_file_location(
+                    name, os.path.join(os.environ["LOOSE"], "ttnn", "__init__.py"))
+            return None
+
+    sys.meta_path.append(Finder())
+    try:
+        import ttnn
+        print("IMPORTED", ttnn.LIBRARIES)
+    except ImportError as exc:
+        print("REFUSED", exc)
+    """
+)
+
+
+def test_a_runtime_from_another_finder_is_refused(
+        scene: Scene, make_site: SiteMaker, tmp_path: Path) -> None:
+    scene.site = make_site(METAL)
+    proc = subprocess.run(
+        [sys.executable, "-c", FINDER_RUNTIME], capture_output=True, text=True, timeout=120,
+        env=clean_env(PYTHONPATH=str(scene.site), VLLM_PLUGINS="tt_meta",
+                      TT_META_POLICY=str(scene.policy), LOOSE=str(loose_ttnn(tmp_path))))
+    assert ("REFUSED ttnn: runtime module 'ttnn' of backend 'metal' was not verified in this "
+            "process") in proc.stdout, proc.stdout + proc.stderr[-2000:]
+
+
 def test_a_runtime_put_on_sys_path_after_verification_is_refused(
         scene: Scene, make_site: SiteMaker, tmp_path: Path) -> None:
     scene.site = make_site(METAL)

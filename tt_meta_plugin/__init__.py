@@ -53,9 +53,13 @@ __all__ = [
 
 def __getattr__(name: str) -> Any:
     if name == "__version__":
-        from ._metadata import distribution
+        from ._metadata import PackageNotFoundError, distribution
 
-        return distribution(_DISTRIBUTION).version
+        try:
+            return distribution(_DISTRIBUTION).version
+        except PackageNotFoundError:  # a source tree on sys.path, not installed
+            raise AttributeError("__version__: tt-meta-plugin is not installed, so it has no "
+                                 "version (pip install it)") from None
     if name in _LAZY:
         import importlib
 

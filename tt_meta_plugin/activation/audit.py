@@ -26,6 +26,10 @@ from .._log import log
 
 #: set by a front end that serves tt_meta's metrics: the file its children append to
 ENV_METRICS_FILE = "TT_META_METRICS_FILE"
+#: The metrics file's name, as its front end makes it (tempfile.mkstemp): a child appends
+#: only to such a file, so the variable cannot point it at another private file of its user
+#: (a seal, a record, authorized_keys).
+METRICS_FILE_PREFIX, METRICS_FILE_SUFFIX = "tt-meta-activations-", ".txt"
 
 
 def record(audit_log: str | None, **fields: Any) -> None:
@@ -70,6 +74,11 @@ def _shown(value: Any) -> str:
 def _report_child(path: str, ms: Any) -> None:
     """Append this child's activation time (seconds) to its front end's metrics file. The
     front end created it; a child never creates it (a Ray worker on another node has none)."""
+    name = os.path.basename(path)
+    if not (name.startswith(METRICS_FILE_PREFIX) and name.endswith(METRICS_FILE_SUFFIX)):
+        log(logging.WARNING, "tt_meta: not reporting this process's activation time to %s "
+            "(%s): it is not a metrics file tt_meta made", path, ENV_METRICS_FILE)
+        return
     try:
         fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_NOFOLLOW | os.O_NONBLOCK)
         try:

@@ -34,7 +34,7 @@ from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 
 from .._metadata import normalize
-from .audit import ENV_METRICS_FILE
+from .audit import ENV_METRICS_FILE, METRICS_FILE_PREFIX, METRICS_FILE_SUFFIX
 
 if TYPE_CHECKING:  # operations imports this module
     from .operations import Report
@@ -102,7 +102,7 @@ def register(report: Report) -> None:
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         _write_multiprocess(report)
         return
-    fd, path = tempfile.mkstemp(prefix="tt-meta-activations-", suffix=".txt")  # mode 0600
+    fd, path = tempfile.mkstemp(prefix=METRICS_FILE_PREFIX, suffix=METRICS_FILE_SUFFIX)  # 0600
     os.close(fd)
     atexit.register(_remove, path)
     os.environ[ENV_METRICS_FILE] = path  # the children vLLM starts from here inherit it

@@ -95,10 +95,10 @@ def general_plugins_ran() -> None:
         return
     from importlib.util import find_spec
 
-    if find_spec("prometheus_client") is None:
-        log(logging.DEBUG, "tt_meta: prometheus_client is not installed; no metrics")
-        return
     try:
+        if find_spec("prometheus_client") is None:
+            log(logging.DEBUG, "tt_meta: prometheus_client is not installed; no metrics")
+            return
         from . import metrics  # a serving first process only
 
         metrics.register(report)

@@ -124,13 +124,24 @@ def find_tt_smi(environ: Mapping[str, str]) -> str | None:
     return shutil.which(TT_SMI, path=os.pathsep.join(folders)) if folders else None
 
 
+def tt_smi_environment(environ: Mapping[str, str]) -> dict[str, str]:
+    """tt-smi's environment: this one, with PATH cut to its absolute directories (as tt-smi
+    itself was found) and without the variables that change which Python code runs
+    (PYTHONPATH, PYTHONSTARTUP, ...): tt-smi is a Python program whose answer picks rules."""
+    env = {k: v for k, v in environ.items() if not k.startswith("PYTHON")}
+    env["PATH"] = os.pathsep.join(d for d in environ.get("PATH", "").split(os.pathsep)
+                                  if os.path.isabs(d))
+    return env
+
+
 def run_tt_smi(program: str, timeout: float, environ: Mapping[str, str]) -> bytes:
     """`tt-smi -s`'s standard output, or Unknown: it failed, hung or printed too much."""
     command = f"`{program} -s`"
     try:
         proc = subprocess.Popen([program, "-s"], stdin=subprocess.DEVNULL,
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                env=dict(environ), start_new_session=True, close_fds=True)
+                                env=tt_smi_environment(environ), start_new_session=True,
+                                close_fds=True)
     except OSError as exc:
         raise Unknown(f"{command} could not be started: {exc.strerror}") from None
     try:

@@ -194,7 +194,7 @@ class VerifiedImportGuard(MetaPathFinder):
         top = fullname.partition(".")[0]
         verified = self.by_top.get(top)
         if verified is None:
-            if top in self.forbidden and importlib.machinery.PathFinder.find_spec(
+            if top in self.forbidden and find_elsewhere(
                     top, None if top == fullname else path) is not None:
                 # Present now, where nothing verified it (absent, it is simply not found).
                 raise _refuse(f"{fullname}: runtime module '{top}' of backend "
@@ -261,6 +261,20 @@ def _top_level_spec(fullname: str, verified: VerifiedBackend
 
 
 _guard: VerifiedImportGuard | None = None
+
+
+def find_elsewhere(name: str, path: Sequence[str] | None = None
+                   ) -> importlib.machinery.ModuleSpec | None:
+    """Where the import system would find `name` without the guard: every other finder on
+    sys.meta_path (the path-based one, an editable install's, any a program added), asked in
+    order, nothing imported."""
+    for finder in sys.meta_path:
+        if isinstance(finder, VerifiedImportGuard) or not hasattr(finder, "find_spec"):
+            continue
+        spec: importlib.machinery.ModuleSpec | None = finder.find_spec(name, path)
+        if spec is not None:
+            return spec
+    return None
 
 
 def _installed() -> VerifiedImportGuard:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -176,15 +177,19 @@ def _is_dir(path: Path) -> bool:
 
 
 def write_manifest(envelope: Envelope, out: Path) -> None:
-    tmp = out.with_name(f".{out.name}.tmp")
+    tmp: str | None = None
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
-        tmp.write_bytes(envelope.to_bytes())
-        os.chmod(tmp, 0o644)
+        # A new file of our own (O_EXCL), never a name someone could have put a symlink at.
+        fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.")
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(envelope.to_bytes())
+            os.fchmod(handle.fileno(), 0o644)
         os.replace(tmp, out)
     except OSError as exc:
-        with contextlib.suppress(OSError):
-            tmp.unlink(missing_ok=True)
+        if tmp is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
         raise ConfigError(f"cannot write the manifest: {exc.strerror}",
                           where=str(exc.filename or out),
                           fix="give --out a file in a directory the user signing can write "

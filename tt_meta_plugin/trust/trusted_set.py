@@ -206,10 +206,8 @@ def refuse_unregistered_runtime(backend: str, modules: Sequence[str],
     ones its parent verified) has no manifest and would run unverified: a refusal. Looked
     up, never imported. One found inside a root is that runtime's (step (9) and the import
     guard refuse a copy elsewhere on sys.path)."""
-    from importlib.machinery import PathFinder
-
     for module in modules:
-        spec = PathFinder.find_spec(module)
+        spec = import_guard.find_elsewhere(module)
         if spec is None:
             continue
         where = spec.origin or next(iter(spec.submodule_search_locations or ()), module)
